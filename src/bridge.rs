@@ -1,0 +1,137 @@
+//! The boundary between the host's thread and the reactor thread.
+//!
+//! Host → reactor: an unbounded lock-free command channel plus a `mio::Waker`.
+//! A wake is issued only when none is pending (`wake_pending`), so a burst of
+//! sends costs one wakeup, and the reactor drains the whole queue per wakeup.
+//! Reactor → host: events travel in batches (`Vec<Event>`, one channel
+//! operation per reactor turn). Counters are published once per turn into
+//! relaxed atomics. No lock is shared between the two threads.
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use std::net::SocketAddr;
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Where a message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dest {
+    /// The peer listening at this address (pooled connection, opened on demand).
+    Addr(SocketAddr),
+    /// A known connection id.
+    Conn(u64),
+}
+
+/// A request from the host to the reactor.
+#[derive(Debug)]
+pub enum Command {
+    /// Start accepting on an already bound listener.
+    Listen { listener: mio::net::TcpListener },
+    /// Queue one message.
+    Send { dest: Dest, lane: u8, msg_id: u32, data: Bytes },
+    /// Close a connection.
+    Close { conn: u64 },
+    /// Stop the reactor; sockets close when it returns.
+    Shutdown,
+    /// Test hook: panic on the reactor thread.
+    InjectPanic,
+}
+
+/// Something the network produced, for the host. Field meanings follow `xxnet_event`.
+#[derive(Clone, Debug, Default)]
+pub struct Event {
+    pub kind: u32,
+    pub code: c_int,
+    pub conn: u64,
+    pub id: u64,
+    pub count: u64,
+    pub total: u64,
+    pub msg_id: u32,
+    pub lane: u8,
+    pub peer: Option<SocketAddr>,
+    pub data: Bytes,
+}
+
+/// Counters the reactor publishes once per turn.
+#[derive(Debug, Default)]
+pub struct SharedStats {
+    pub open_connections: AtomicU64,
+    pub msgs_in: AtomicU64,
+    pub msgs_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub refused_connections: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub send_failed_msgs: AtomicU64,
+    pub send_failed_bytes: AtomicU64,
+    pub accepted_connections: AtomicU64,
+}
+
+/// State both threads see.
+#[derive(Debug)]
+pub struct Shared {
+    pub waker: mio::Waker,
+    /// A wake has been issued and the reactor has not yet started draining.
+    pub wake_pending: AtomicBool,
+    /// The reactor thread died (panic); the context is unusable.
+    pub failed: AtomicBool,
+    /// Received payload bytes handed to the host and not yet released by its next poll.
+    pub recv_queued: AtomicUsize,
+    /// The reactor stopped reading because `recv_queued` passed the limit.
+    pub reading_paused: AtomicBool,
+    pub stats: SharedStats,
+}
+
+impl Shared {
+    /// Wakes the reactor unless a wake is already pending.
+    pub fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            // A failed wake means the poll is gone: the reactor is exiting.
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The host's end.
+#[derive(Debug)]
+pub struct HostLink {
+    pub commands: Sender<Command>,
+    pub events: Receiver<Vec<Event>>,
+    pub shared: Arc<Shared>,
+}
+
+/// The reactor's end.
+#[derive(Debug)]
+pub struct ReactorLink {
+    pub commands: Receiver<Command>,
+    pub events: Sender<Vec<Event>>,
+    pub shared: Arc<Shared>,
+}
+
+/// Creates both ends around a waker registered with the reactor's poll.
+pub fn link(waker: mio::Waker) -> (HostLink, ReactorLink) {
+    let (ctx, crx) = crossbeam_channel::unbounded();
+    let (etx, erx) = crossbeam_channel::unbounded();
+    let shared = Arc::new(Shared {
+        waker,
+        wake_pending: AtomicBool::new(false),
+        failed: AtomicBool::new(false),
+        recv_queued: AtomicUsize::new(0),
+        reading_paused: AtomicBool::new(false),
+        stats: SharedStats::default(),
+    });
+    (
+        HostLink {
+            commands: ctx,
+            events: erx,
+            shared: shared.clone(),
+        },
+        ReactorLink {
+            commands: crx,
+            events: etx,
+            shared,
+        },
+    )
+}

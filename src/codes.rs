@@ -1,0 +1,183 @@
+//! Result codes and event kinds shared by the whole crate and the C ABI.
+//!
+//! The numbers are stable: never renumber a code, never reuse a retired one
+//! (leave it here as a comment). Crate-level `pub const` items are exported
+//! to the C header by cbindgen, so only C-visible constants live at crate
+//! level; internal constants are associated constants or `pub(crate)`.
+
+use std::ffi::CStr;
+use std::os::raw::c_int;
+
+/// Success.
+pub const XXNET_OK: c_int = 0;
+/// An argument is out of range or malformed (an address that is not numeric IPv4/IPv6, a lane that does not exist, unknown flag bits...).
+pub const XXNET_E_INVALID_ARG: c_int = -1;
+/// A required pointer argument was NULL.
+pub const XXNET_E_NULL_POINTER: c_int = -2;
+/// The connection id is 0, was never issued to this host, or its DISCONNECTED event was already delivered.
+pub const XXNET_E_UNKNOWN_CONN: c_int = -3;
+/// The address is held by another socket (another process, or another context).
+pub const XXNET_E_ADDR_IN_USE: c_int = -4;
+/// This context already listens on that address.
+pub const XXNET_E_ALREADY_LISTENING: c_int = -5;
+/// The message is larger than the configured maximum message size.
+pub const XXNET_E_TOO_LARGE: c_int = -6;
+/// The operation would exceed a queue limit; nothing was queued.
+pub const XXNET_E_WOULD_BLOCK: c_int = -7;
+/// The context or connection is closed or shutting down.
+pub const XXNET_E_CLOSED: c_int = -8;
+/// An internal error (for example the reactor thread failed); the context is unusable.
+pub const XXNET_E_INTERNAL: c_int = -9;
+/// A panic was caught at the C boundary.
+pub const XXNET_E_PANIC: c_int = -10;
+/// An operating-system error not covered by a more specific code.
+pub const XXNET_E_IO: c_int = -11;
+/// The local address to bind does not exist on this machine.
+pub const XXNET_E_ADDR_NOT_AVAILABLE: c_int = -12;
+/// The operating system refused the operation for lack of permission.
+pub const XXNET_E_PERMISSION: c_int = -13;
+/// The peer refused the TCP connection (nothing listens there).
+pub const XXNET_E_CONNECT_REFUSED: c_int = -20;
+/// The TCP connection or the handshake did not complete in time.
+pub const XXNET_E_CONNECT_TIMEOUT: c_int = -21;
+/// The connection was reset or broke with an I/O error.
+pub const XXNET_E_CONN_RESET: c_int = -22;
+/// The peer closed the connection in an orderly way.
+pub const XXNET_E_PEER_CLOSED: c_int = -23;
+/// The host closed the connection with xxnet_close.
+pub const XXNET_E_LOCAL_CLOSE: c_int = -24;
+/// The connection lost the simultaneous-connect tie-break; the other connection to the same peer carries the traffic.
+pub const XXNET_E_DUPLICATE_CONN: c_int = -25;
+/// The context is shutting down.
+pub const XXNET_E_SHUTDOWN: c_int = -26;
+/// The peer refused us because it already has max_connections connections.
+pub const XXNET_E_PEER_BUSY: c_int = -27;
+/// The destination is unreachable (no route, network down).
+pub const XXNET_E_UNREACHABLE: c_int = -28;
+/// Protocol error: the peer violated the xxnet wire protocol in a way no more specific code names.
+pub const XXNET_E_PROTOCOL: c_int = -40;
+/// Protocol error: the peer does not speak xxnet (wrong connection preface).
+pub const XXNET_E_BAD_PREFACE: c_int = -41;
+/// Protocol error: the peer speaks an unsupported xxnet protocol version.
+pub const XXNET_E_BAD_VERSION: c_int = -42;
+/// Protocol error: a frame announced a body longer than the protocol allows.
+pub const XXNET_E_FRAME_TOO_LARGE: c_int = -43;
+/// Protocol error: the peer announced a message larger than max_message_size.
+pub const XXNET_E_MESSAGE_TOO_LARGE: c_int = -44;
+/// Protocol error: the peer closed the connection in the middle of a frame or of a multi-part message.
+pub const XXNET_E_TRUNCATED: c_int = -45;
+/// Protocol error: a malformed frame (unknown type, bad flags, bad lane, parts out of order, bad handshake).
+pub const XXNET_E_BAD_FRAME: c_int = -46;
+
+/// No event (an unused slot).
+pub const XXNET_EVENT_NONE: u32 = 0;
+/// A message arrived: `conn`, `peer_ip`/`peer_port`, `lane`, `msg_id`, `data`/`len`.
+pub const XXNET_EVENT_MESSAGE: u32 = 1;
+/// A connection completed its handshake: `conn`, `peer_ip`/`peer_port`; `id` is 1 when we initiated it, 0 when we accepted it.
+pub const XXNET_EVENT_CONNECTED: u32 = 2;
+/// A connection that was CONNECTED has closed: `conn`, peer, `code` says why.
+pub const XXNET_EVENT_DISCONNECTED: u32 = 3;
+/// Messages the host handed over will not be sent: `count` messages totalling `total` bytes, to `conn` (0 if no connection was ever made) and `peer_ip`/`peer_port`; `code` says why; `msg_id` and `lane` are those of the first message covered.
+pub const XXNET_EVENT_SEND_FAILED: u32 = 4;
+/// An outgoing connection attempt to `peer_ip`/`peer_port` failed before its handshake completed; `code` says why.
+pub const XXNET_EVENT_CONNECT_FAILED: u32 = 5;
+/// The context hit an internal error (for example a panic on the reactor thread); `code` is XXNET_E_INTERNAL and the context is unusable.
+pub const XXNET_EVENT_ERROR: u32 = 6;
+
+/// Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
+pub const XXNET_LANES: u32 = 4;
+/// The default lane.
+pub const XXNET_LANE_DEFAULT: u32 = 0;
+/// The bulk lane: large transfers that must not delay the default lane.
+pub const XXNET_LANE_BULK: u32 = 1;
+
+/// Human-readable text for a code. Never empty.
+pub fn describe(code: c_int) -> &'static str {
+    describe_cstr(code).to_str().unwrap_or("unknown code")
+}
+
+/// The same text as a C string with static lifetime.
+pub fn describe_cstr(code: c_int) -> &'static CStr {
+    match code {
+        XXNET_OK => c"ok",
+        XXNET_E_INVALID_ARG => c"invalid argument",
+        XXNET_E_NULL_POINTER => c"null pointer",
+        XXNET_E_UNKNOWN_CONN => c"unknown connection",
+        XXNET_E_ADDR_IN_USE => c"address in use",
+        XXNET_E_ALREADY_LISTENING => c"already listening on that address",
+        XXNET_E_TOO_LARGE => c"message too large",
+        XXNET_E_WOULD_BLOCK => c"would block: queue limit reached",
+        XXNET_E_CLOSED => c"closed",
+        XXNET_E_INTERNAL => c"internal error",
+        XXNET_E_PANIC => c"panic caught at the C boundary",
+        XXNET_E_IO => c"operating-system I/O error",
+        XXNET_E_ADDR_NOT_AVAILABLE => c"address not available on this machine",
+        XXNET_E_PERMISSION => c"permission denied",
+        XXNET_E_CONNECT_REFUSED => c"connection refused",
+        XXNET_E_CONNECT_TIMEOUT => c"connect or handshake timed out",
+        XXNET_E_CONN_RESET => c"connection reset",
+        XXNET_E_PEER_CLOSED => c"peer closed the connection",
+        XXNET_E_LOCAL_CLOSE => c"closed by the host",
+        XXNET_E_DUPLICATE_CONN => c"duplicate connection closed by tie-break",
+        XXNET_E_SHUTDOWN => c"context shutting down",
+        XXNET_E_PEER_BUSY => c"peer refused: too many connections",
+        XXNET_E_UNREACHABLE => c"destination unreachable",
+        XXNET_E_PROTOCOL => c"protocol error",
+        XXNET_E_BAD_PREFACE => c"protocol error: peer does not speak xxnet",
+        XXNET_E_BAD_VERSION => c"protocol error: unsupported protocol version",
+        XXNET_E_FRAME_TOO_LARGE => c"protocol error: frame too large",
+        XXNET_E_MESSAGE_TOO_LARGE => c"protocol error: peer announced a message above max_message_size",
+        XXNET_E_TRUNCATED => c"protocol error: connection ended mid-frame",
+        XXNET_E_BAD_FRAME => c"protocol error: malformed frame",
+        _ => c"unknown code",
+    }
+}
+
+/// True for codes that mean the peer broke the wire protocol.
+pub fn is_protocol_error(code: c_int) -> bool {
+    (XXNET_E_BAD_FRAME..=XXNET_E_PROTOCOL).contains(&code)
+}
+
+/// Maps an OS error to the closest code.
+pub fn from_io(err: &std::io::Error) -> c_int {
+    use std::io::ErrorKind as K;
+    match err.kind() {
+        K::AddrInUse => XXNET_E_ADDR_IN_USE,
+        K::AddrNotAvailable => XXNET_E_ADDR_NOT_AVAILABLE,
+        K::PermissionDenied => XXNET_E_PERMISSION,
+        K::ConnectionRefused => XXNET_E_CONNECT_REFUSED,
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => XXNET_E_CONN_RESET,
+        K::TimedOut => XXNET_E_CONNECT_TIMEOUT,
+        K::NetworkUnreachable | K::HostUnreachable | K::NetworkDown => XXNET_E_UNREACHABLE,
+        K::UnexpectedEof => XXNET_E_PEER_CLOSED,
+        _ => XXNET_E_IO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_text_and_codes_are_distinct() {
+        let codes = [
+            XXNET_OK, XXNET_E_INVALID_ARG, XXNET_E_NULL_POINTER, XXNET_E_UNKNOWN_CONN,
+            XXNET_E_ADDR_IN_USE, XXNET_E_ALREADY_LISTENING, XXNET_E_TOO_LARGE,
+            XXNET_E_WOULD_BLOCK, XXNET_E_CLOSED, XXNET_E_INTERNAL, XXNET_E_PANIC, XXNET_E_IO,
+            XXNET_E_ADDR_NOT_AVAILABLE, XXNET_E_PERMISSION, XXNET_E_CONNECT_REFUSED,
+            XXNET_E_CONNECT_TIMEOUT, XXNET_E_CONN_RESET, XXNET_E_PEER_CLOSED,
+            XXNET_E_LOCAL_CLOSE, XXNET_E_DUPLICATE_CONN, XXNET_E_SHUTDOWN, XXNET_E_PEER_BUSY,
+            XXNET_E_UNREACHABLE, XXNET_E_PROTOCOL, XXNET_E_BAD_PREFACE, XXNET_E_BAD_VERSION,
+            XXNET_E_FRAME_TOO_LARGE, XXNET_E_MESSAGE_TOO_LARGE, XXNET_E_TRUNCATED,
+            XXNET_E_BAD_FRAME,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for c in codes {
+            assert!(seen.insert(c), "code {c} used twice");
+            assert_ne!(describe(c), "unknown code", "code {c} has no text");
+        }
+        assert_eq!(describe(12345), "unknown code");
+        assert!(is_protocol_error(XXNET_E_TRUNCATED));
+        assert!(!is_protocol_error(XXNET_E_CONN_RESET));
+    }
+}

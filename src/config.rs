@@ -1,0 +1,71 @@
+//! Context configuration (the safe Rust side of `xxnet_config`).
+
+use std::net::IpAddr;
+
+/// Settings fixed when a context is created.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Inbound connections beyond this many open connections are refused (the seed's MaxConn).
+    pub max_connections: usize,
+    /// Largest message a host may send or a peer may announce.
+    pub max_message_size: usize,
+    /// Messages larger than this travel in parts of at most this many bytes.
+    pub fragment_size: usize,
+    /// Time allowed for TCP connect plus the xxnet handshake.
+    pub connect_timeout_ms: u64,
+    /// Time an accepted connection has to send its preface and HELLO.
+    pub handshake_timeout_ms: u64,
+    /// Received payload bytes waiting for the host; above it the reactor stops reading sockets until the host polls.
+    pub recv_queue_limit: usize,
+    /// Address announced to peers when listening on a wildcard address; None: the local address of each outgoing connection.
+    pub advertise_ip: Option<IpAddr>,
+}
+
+impl Config {
+    /// Largest fragment size a node may use (a frame body is a fragment plus a small header).
+    pub const MAX_FRAGMENT: usize = 1 << 20;
+    /// Smallest fragment size accepted.
+    pub const MIN_FRAGMENT: usize = 1024;
+
+    /// Checks ranges; returns a description of the first bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(Self::MIN_FRAGMENT..=Self::MAX_FRAGMENT).contains(&self.fragment_size) {
+            return Err(format!(
+                "fragment_size {} is outside {}..={}",
+                self.fragment_size,
+                Self::MIN_FRAGMENT,
+                Self::MAX_FRAGMENT
+            ));
+        }
+        if self.max_message_size == 0 || self.max_message_size > u32::MAX as usize {
+            return Err(format!(
+                "max_message_size {} is outside 1..=4294967295",
+                self.max_message_size
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        if self.connect_timeout_ms == 0 || self.handshake_timeout_ms == 0 {
+            return Err("timeouts must be at least 1 ms".into());
+        }
+        if self.recv_queue_limit < self.fragment_size {
+            return Err("recv_queue_limit must be at least fragment_size".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_connections: 10_000,
+            max_message_size: 16 << 20,
+            fragment_size: 32 << 10,
+            connect_timeout_ms: 5_000,
+            handshake_timeout_ms: 5_000,
+            recv_queue_limit: 64 << 20,
+            advertise_ip: None,
+        }
+    }
+}

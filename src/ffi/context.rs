@@ -1,0 +1,231 @@
+//! Exports for the context object: creation, listening, sending, polling.
+
+use super::types::*;
+use super::*;
+use crate::host::{Context, Dest};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// An xxnet context: one reactor thread and everything it owns. Opaque.
+///
+/// Calls on one context must not run concurrently from several threads
+/// (they are serialised internally, but events and borrowed payloads belong
+/// to whichever thread polls). Use one context per host thread.
+pub struct xxnet_ctx {
+    inner: Context,
+}
+
+/// Fills `*out` with the default configuration. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn xxnet_config_default(out: *mut xxnet_config) {
+    guard((), || {
+        if let Some(out) = unsafe { out.as_mut() } {
+            *out = xxnet_config::default();
+        }
+    })
+}
+
+/// Creates a context and starts its reactor thread. `cfg` NULL means defaults.
+///
+/// Returns NULL on failure; `xxnet_last_error()` then says why.
+#[no_mangle]
+pub extern "C" fn xxnet_new(cfg: *const xxnet_config) -> *mut xxnet_ctx {
+    guard(std::ptr::null_mut(), || {
+        let cfg = match unsafe { cfg.as_ref() } {
+            None => crate::config::Config::default(),
+            Some(c) => match unsafe { c.to_config() } {
+                Ok(c) => c,
+                Err(msg) => {
+                    set_last_error(&format!("invalid config: {msg}"));
+                    return std::ptr::null_mut();
+                }
+            },
+        };
+        match Context::new(cfg) {
+            Ok(inner) => Box::into_raw(Box::new(xxnet_ctx { inner })),
+            Err(msg) => {
+                set_last_error(&msg);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// The reason the last `xxnet_new` on this thread returned NULL (empty if none).
+/// Valid until the next xxnet call on this thread. Never NULL.
+#[no_mangle]
+pub extern "C" fn xxnet_last_error() -> *const c_char {
+    last_error_ptr()
+}
+
+/// Stops and joins the reactor thread and closes every socket (within about
+/// 1 s even while traffic flows). Queued messages are dropped without events.
+/// Borrowed payloads become invalid. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn xxnet_free(ctx: *mut xxnet_ctx) {
+    guard((), || {
+        if !ctx.is_null() {
+            let ctx = unsafe { Box::from_raw(ctx) };
+            ctx.inner.shutdown();
+        }
+    })
+}
+
+/// Text for a code. Never NULL; unknown codes give "unknown code". The string is static.
+#[no_mangle]
+pub extern "C" fn xxnet_strerror(code: c_int) -> *const c_char {
+    crate::codes::describe_cstr(code).as_ptr()
+}
+
+/// Listens on a numeric IPv4 or IPv6 address. Binds synchronously; `port` 0
+/// picks a free port. Writes the bound port to `*bound_port` on success
+/// (`bound_port` may be NULL).
+///
+/// Returns XXNET_OK, XXNET_E_ALREADY_LISTENING (this context already listens
+/// there), XXNET_E_ADDR_IN_USE (someone else does), XXNET_E_INVALID_ARG (not a
+/// numeric address), XXNET_E_ADDR_NOT_AVAILABLE, XXNET_E_NULL_POINTER, ...
+#[no_mangle]
+pub extern "C" fn xxnet_listen(
+    ctx: *mut xxnet_ctx,
+    ip: *const c_char,
+    port: u16,
+    bound_port: *mut u16,
+) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let ip = unsafe { read_ip(ip) }?;
+        let bound = ctx.inner.listen(SocketAddr::new(ip, port))?;
+        if let Some(out) = unsafe { bound_port.as_mut() } {
+            *out = bound;
+        }
+        Ok(())
+    })
+}
+
+/// Copies `len` bytes and queues one message (lane 0, msg_id 0) to the peer
+/// listening at ip:port. Opens a connection if there is none; messages wait
+/// in order while it connects. One pooled connection per peer carries all
+/// traffic. Never waits on the network. A failure to deliver later is
+/// reported by an XXNET_EVENT_SEND_FAILED event.
+#[no_mangle]
+pub extern "C" fn xxnet_send(
+    ctx: *mut xxnet_ctx,
+    ip: *const c_char,
+    port: u16,
+    data: *const u8,
+    len: usize,
+) -> c_int {
+    xxnet_send_ex(ctx, ip, port, data, len, std::ptr::null())
+}
+
+/// Like `xxnet_send` with options: lane, msg_id, flags. `opts` NULL means defaults.
+#[no_mangle]
+pub extern "C" fn xxnet_send_ex(
+    ctx: *mut xxnet_ctx,
+    ip: *const c_char,
+    port: u16,
+    data: *const u8,
+    len: usize,
+    opts: *const xxnet_send_opts,
+) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let ip = unsafe { read_ip(ip) }?;
+        if port == 0 {
+            return Err(XXNET_E_INVALID_ARG);
+        }
+        let data = unsafe { read_bytes(data, len) }?;
+        let opts = unsafe { opts.as_ref() }.copied().unwrap_or_default().to_opts()?;
+        ctx.inner.send(Dest::Addr(SocketAddr::new(ip, port)), opts, data)
+    })
+}
+
+/// Copies `len` bytes and queues one message (lane 0, msg_id 0) on a known
+/// connection, e.g. to a client that connected to us and listens nowhere.
+/// Returns XXNET_E_UNKNOWN_CONN for an id this host was never given or whose
+/// DISCONNECTED event it already received.
+#[no_mangle]
+pub extern "C" fn xxnet_send_conn(
+    ctx: *mut xxnet_ctx,
+    conn: u64,
+    data: *const u8,
+    len: usize,
+) -> c_int {
+    xxnet_send_conn_ex(ctx, conn, data, len, std::ptr::null())
+}
+
+/// Like `xxnet_send_conn` with options. `opts` NULL means defaults.
+#[no_mangle]
+pub extern "C" fn xxnet_send_conn_ex(
+    ctx: *mut xxnet_ctx,
+    conn: u64,
+    data: *const u8,
+    len: usize,
+    opts: *const xxnet_send_opts,
+) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let data = unsafe { read_bytes(data, len) }?;
+        let opts = unsafe { opts.as_ref() }.copied().unwrap_or_default().to_opts()?;
+        ctx.inner.send(Dest::Conn(conn), opts, data)
+    })
+}
+
+/// Closes a connection. Messages still queued on it are reported in a
+/// SEND_FAILED event (code XXNET_E_LOCAL_CLOSE), then a DISCONNECTED event
+/// follows. Returns XXNET_E_UNKNOWN_CONN for an unknown id.
+#[no_mangle]
+pub extern "C" fn xxnet_close(ctx: *mut xxnet_ctx, conn: u64) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        ctx.inner.close(conn)
+    })
+}
+
+/// Drains up to `max` events into `events` and returns how many were written.
+///
+/// Waits at most `timeout_ms` for the first event: 0 never waits, -1 waits
+/// until an event arrives. Payload pointers of events returned by the
+/// previous call become invalid when this is called. Returns 0 when `ctx` or
+/// `events` is NULL or `max` is 0.
+#[no_mangle]
+pub extern "C" fn xxnet_poll_recv(
+    ctx: *mut xxnet_ctx,
+    events: *mut xxnet_event,
+    max: usize,
+    timeout_ms: i32,
+) -> usize {
+    guard(0, || {
+        let Some(ctx) = (unsafe { ctx.as_ref() }) else {
+            return 0;
+        };
+        if events.is_null() || max == 0 {
+            return 0;
+        }
+        let timeout = match timeout_ms {
+            t if t < 0 => None,
+            t => Some(Duration::from_millis(t as u64)),
+        };
+        let out = unsafe { std::slice::from_raw_parts_mut(events, max) };
+        ctx.inner.poll(max, timeout, |i, ev| {
+            out[i] = xxnet_event::from_event(ev);
+        })
+    })
+}
+
+/// Copies the context's counters into `*out`.
+#[no_mangle]
+pub extern "C" fn xxnet_stats(ctx: *mut xxnet_ctx, out: *mut xxnet_stats) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let out = unsafe { out.as_mut() }.ok_or(XXNET_E_NULL_POINTER)?;
+        *out = ctx.inner.stats().into();
+        Ok(())
+    })
+}
+
+/// Test hook for Rust tests: access the safe context behind a pointer.
+#[doc(hidden)]
+pub fn context_of<'a>(ctx: *mut xxnet_ctx) -> Option<&'a Context> {
+    unsafe { ctx.as_ref() }.map(|c| &c.inner)
+}

@@ -1,0 +1,82 @@
+//! The C boundary: the only code with `extern "C"` and raw pointers.
+//!
+//! Every export follows the same three steps: a panic boundary
+//! ([`guard`]), null-checked pointer conversion, then a call into safe Rust
+//! (`crate::host`). No protocol logic lives here.
+
+pub mod context;
+pub mod types;
+
+use crate::codes::*;
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Records the reason for the last failed `xxnet_new` on this thread.
+pub(crate) fn set_last_error(msg: &str) {
+    let text = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = text);
+}
+
+pub(crate) fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// Runs `f`, turning a panic into `on_panic`. Nothing unwinds into C.
+pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            log::error!(target: "xxnet::ffi", "panic caught at the C boundary: {msg}");
+            set_last_error(&format!("panic: {msg}"));
+            on_panic
+        }
+    }
+}
+
+/// Runs a code-returning body under the panic boundary.
+pub(crate) fn guard_code(f: impl FnOnce() -> Result<(), c_int>) -> c_int {
+    guard(XXNET_E_PANIC, || match f() {
+        Ok(()) => XXNET_OK,
+        Err(code) => code,
+    })
+}
+
+/// Reads a NUL-terminated numeric IP address.
+///
+/// # Safety
+/// `ip` is NULL or points to a NUL-terminated string.
+pub(crate) unsafe fn read_ip(ip: *const c_char) -> Result<std::net::IpAddr, c_int> {
+    if ip.is_null() {
+        return Err(XXNET_E_NULL_POINTER);
+    }
+    let text = CStr::from_ptr(ip).to_str().map_err(|_| XXNET_E_INVALID_ARG)?;
+    crate::host::parse_ip(text).ok_or(XXNET_E_INVALID_ARG)
+}
+
+/// Borrows `len` bytes at `data`; NULL is allowed only when `len` is 0.
+///
+/// # Safety
+/// `data` is NULL or valid for `len` bytes.
+pub(crate) unsafe fn read_bytes<'a>(data: *const u8, len: usize) -> Result<&'a [u8], c_int> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if data.is_null() {
+        return Err(XXNET_E_NULL_POINTER);
+    }
+    if len > isize::MAX as usize {
+        return Err(XXNET_E_INVALID_ARG);
+    }
+    Ok(std::slice::from_raw_parts(data, len))
+}

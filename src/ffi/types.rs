@@ -1,0 +1,230 @@
+//! C structs of the ABI and their conversions to and from the safe types.
+
+use crate::codes::*;
+use crate::config::Config;
+use crate::host::{Event, SendOpts, Stats};
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int};
+
+/// Context settings. Fill with `xxnet_config_default`, change fields, pass to `xxnet_new`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct xxnet_config {
+    /// Inbound connections beyond this many open connections are refused and counted (default 10000).
+    pub max_connections: u32,
+    /// Largest message in bytes that may be sent or received (default 16 MiB; at most 4 GiB - 1).
+    pub max_message_size: u64,
+    /// Messages above this size travel in parts of this size (default 32 KiB; 1 KiB to 1 MiB).
+    pub fragment_size: u32,
+    /// Time in ms for a TCP connect plus the xxnet handshake (default 5000).
+    pub connect_timeout_ms: u32,
+    /// Time in ms an accepted connection has to complete its handshake (default 5000).
+    pub handshake_timeout_ms: u32,
+    /// Received bytes waiting for the host before the reactor stops reading sockets (default 64 MiB).
+    pub recv_queue_limit: u64,
+    /// Numeric IP announced to peers when this node listens on a wildcard address, or NULL:
+    /// then the local address of each outgoing connection is announced. Read only during xxnet_new.
+    pub advertise_ip: *const c_char,
+}
+
+impl Default for xxnet_config {
+    fn default() -> Self {
+        let c = Config::default();
+        xxnet_config {
+            max_connections: c.max_connections as u32,
+            max_message_size: c.max_message_size as u64,
+            fragment_size: c.fragment_size as u32,
+            connect_timeout_ms: c.connect_timeout_ms as u32,
+            handshake_timeout_ms: c.handshake_timeout_ms as u32,
+            recv_queue_limit: c.recv_queue_limit as u64,
+            advertise_ip: std::ptr::null(),
+        }
+    }
+}
+
+impl xxnet_config {
+    /// Converts and validates.
+    ///
+    /// # Safety
+    /// `advertise_ip` is NULL or a NUL-terminated string.
+    pub(crate) unsafe fn to_config(&self) -> Result<Config, String> {
+        let advertise_ip = if self.advertise_ip.is_null() {
+            None
+        } else {
+            let text = CStr::from_ptr(self.advertise_ip)
+                .to_str()
+                .map_err(|_| "advertise_ip is not UTF-8".to_string())?;
+            Some(
+                crate::host::parse_ip(text)
+                    .ok_or_else(|| format!("advertise_ip {text:?} is not a numeric IP address"))?,
+            )
+        };
+        let cfg = Config {
+            max_connections: self.max_connections as usize,
+            max_message_size: usize::try_from(self.max_message_size).unwrap_or(usize::MAX),
+            fragment_size: self.fragment_size as usize,
+            connect_timeout_ms: self.connect_timeout_ms as u64,
+            handshake_timeout_ms: self.handshake_timeout_ms as u64,
+            recv_queue_limit: usize::try_from(self.recv_queue_limit).unwrap_or(usize::MAX),
+            advertise_ip,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Options for `xxnet_send_ex`. Zero-initialised means defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct xxnet_send_opts {
+    /// Lane 0..XXNET_LANES-1; order is kept per lane (0: default, 1: bulk).
+    pub lane: u32,
+    /// Route id delivered with the message; receivers dispatch on it.
+    pub msg_id: u32,
+    /// Reserved flag bits; must be 0 for now (unknown bits return XXNET_E_INVALID_ARG).
+    pub flags: u32,
+}
+
+impl xxnet_send_opts {
+    pub(crate) fn to_opts(self) -> Result<SendOpts, c_int> {
+        if self.lane >= XXNET_LANES || self.flags != 0 {
+            return Err(XXNET_E_INVALID_ARG);
+        }
+        Ok(SendOpts {
+            lane: self.lane as u8,
+            msg_id: self.msg_id,
+        })
+    }
+}
+
+/// One event drained by `xxnet_poll_recv`. Which fields are meaningful depends on `kind`.
+///
+/// `data` and `text` are borrowed: they stay valid until the next
+/// `xxnet_poll_recv` or `xxnet_free` on the same context. Copy what you keep.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct xxnet_event {
+    /// XXNET_EVENT_* kind; 0 (XXNET_EVENT_NONE) for an unused slot.
+    pub kind: u32,
+    /// XXNET_OK or an XXNET_E_* code saying why (DISCONNECTED, SEND_FAILED, CONNECT_FAILED, ERROR).
+    pub code: c_int,
+    /// Connection id (never 0 for a real connection, below 2^53), or 0.
+    pub conn: u64,
+    /// Kind-specific id (CONNECTED: 1 if we initiated the connection, 0 if we accepted it).
+    pub id: u64,
+    /// Kind-specific count (SEND_FAILED: number of messages covered).
+    pub count: u64,
+    /// Kind-specific total (SEND_FAILED: bytes covered).
+    pub total: u64,
+    /// Route id of a MESSAGE (or of the first message a SEND_FAILED covers).
+    pub msg_id: u32,
+    /// Lane of a MESSAGE (or of the first message a SEND_FAILED covers).
+    pub lane: u32,
+    /// The peer's port: its listen port for a peer that listens, else its socket's port.
+    pub peer_port: u16,
+    /// The peer's numeric IP, NUL-terminated: its announced listen address for a peer that listens, else its socket's address. Empty when unknown.
+    pub peer_ip: [c_char; 48],
+    /// Payload of a MESSAGE (borrowed until the next poll), or NULL.
+    pub data: *const u8,
+    /// Length of `data` in bytes.
+    pub len: usize,
+}
+
+impl xxnet_event {
+    pub(crate) const EMPTY: xxnet_event = xxnet_event {
+        kind: XXNET_EVENT_NONE,
+        code: XXNET_OK,
+        conn: 0,
+        id: 0,
+        count: 0,
+        total: 0,
+        msg_id: 0,
+        lane: 0,
+        peer_port: 0,
+        peer_ip: [0; 48],
+        data: std::ptr::null(),
+        len: 0,
+    };
+
+    pub(crate) fn from_event(ev: &Event) -> xxnet_event {
+        let mut out = xxnet_event::EMPTY;
+        out.kind = ev.kind;
+        out.code = ev.code;
+        out.conn = ev.conn;
+        out.id = ev.id;
+        out.count = ev.count;
+        out.total = ev.total;
+        out.msg_id = ev.msg_id;
+        out.lane = ev.lane as u32;
+        if let Some(peer) = ev.peer {
+            out.peer_port = peer.port();
+            write_ip(&mut out.peer_ip, peer.ip());
+        }
+        if !ev.data.is_empty() {
+            out.data = ev.data.as_ptr();
+            out.len = ev.data.len();
+        }
+        out
+    }
+}
+
+fn write_ip(dst: &mut [c_char; 48], ip: std::net::IpAddr) {
+    use std::io::Write;
+    let mut buf = [0u8; 47];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    for (d, s) in dst.iter_mut().zip(buf[..n].iter()) {
+        *d = *s as c_char;
+    }
+    dst[n.min(47)] = 0;
+}
+
+/// Counters read with `xxnet_stats`. Counts are since xxnet_new.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct xxnet_stats {
+    /// Connections currently open (handshake complete or in progress).
+    pub open_connections: u64,
+    /// Messages received and handed to the host queue.
+    pub msgs_in: u64,
+    /// Messages written to sockets.
+    pub msgs_out: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Payload bytes written to sockets.
+    pub bytes_out: u64,
+    /// Payload bytes the host handed over that are not yet written or reported failed.
+    pub queued_bytes: u64,
+    /// Messages the host handed over that are not yet written or reported failed.
+    pub queued_msgs: u64,
+    /// Connections closed because the peer broke the protocol.
+    pub protocol_errors: u64,
+    /// Inbound connections refused (max_connections reached).
+    pub refused_connections: u64,
+    /// Outgoing connection attempts that failed.
+    pub connect_failures: u64,
+    /// Messages reported in SEND_FAILED events.
+    pub send_failed_msgs: u64,
+    /// Connections accepted from peers (including refused ones).
+    pub accepted_connections: u64,
+}
+
+impl From<Stats> for xxnet_stats {
+    fn from(s: Stats) -> Self {
+        xxnet_stats {
+            open_connections: s.open_connections,
+            msgs_in: s.msgs_in,
+            msgs_out: s.msgs_out,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            queued_bytes: s.queued_bytes,
+            queued_msgs: s.queued_msgs,
+            protocol_errors: s.protocol_errors,
+            refused_connections: s.refused_connections,
+            connect_failures: s.connect_failures,
+            send_failed_msgs: s.send_failed_msgs,
+            accepted_connections: s.accepted_connections,
+        }
+    }
+}

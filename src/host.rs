@@ -1,0 +1,335 @@
+//! The safe context the C ABI wraps: everything that runs on the host's thread.
+//!
+//! The host thread never waits on the network: `listen` binds synchronously
+//! (a local operation), sends copy the payload and push a command, and `poll`
+//! drains event batches the reactor produced.
+
+pub use crate::bridge::{Dest, Event};
+use crate::bridge::{self, Command, HostLink};
+use crate::codes::*;
+use crate::config::Config;
+use crate::reactor;
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::os::raw::c_int;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Per-message options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendOpts {
+    pub lane: u8,
+    pub msg_id: u32,
+}
+
+/// A snapshot of the counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub open_connections: u64,
+    pub msgs_in: u64,
+    pub msgs_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub queued_bytes: u64,
+    pub queued_msgs: u64,
+    pub protocol_errors: u64,
+    pub refused_connections: u64,
+    pub connect_failures: u64,
+    pub send_failed_msgs: u64,
+    pub accepted_connections: u64,
+}
+
+/// Parses numeric IPv4 or IPv6 text; names are refused (nothing resolves on the host's thread).
+pub fn parse_ip(text: &str) -> Option<IpAddr> {
+    text.parse().ok()
+}
+
+/// Small payloads are copied into a shared arena so a send costs no allocation.
+const ARENA_CHUNK: usize = 64 * 1024;
+const ARENA_MAX_COPY: usize = 2048;
+
+#[derive(Debug, Default)]
+struct HostState {
+    listeners: Vec<SocketAddr>,
+    live_conns: HashSet<u64>,
+    arena: BytesMut,
+    submitted_msgs: u64,
+    submitted_bytes: u64,
+    pending: VecDeque<Event>,
+    lent: Vec<Event>,
+    lent_bytes: usize,
+    shut_down: bool,
+}
+
+impl HostState {
+    fn copy_payload(&mut self, data: &[u8]) -> Bytes {
+        if data.len() > ARENA_MAX_COPY {
+            return Bytes::copy_from_slice(data);
+        }
+        if self.arena.capacity() - self.arena.len() < data.len() {
+            self.arena = BytesMut::with_capacity(ARENA_CHUNK);
+        }
+        self.arena.extend_from_slice(data);
+        self.arena.split().freeze()
+    }
+}
+
+/// One xxnet context: a reactor thread and the host-side state.
+#[derive(Debug)]
+pub struct Context {
+    link: HostLink,
+    state: Mutex<HostState>,
+    reactor: Mutex<Option<JoinHandle<()>>>,
+    max_message: usize,
+    recv_queue_limit: usize,
+}
+
+impl Context {
+    /// Starts the reactor thread.
+    pub fn new(cfg: Config) -> Result<Context, String> {
+        cfg.validate()?;
+        let (poll, waker) = reactor::new_poll().map_err(|e| format!("cannot create poll: {e}"))?;
+        let (host, reactor_end) = bridge::link(waker);
+        let max_message = cfg.max_message_size;
+        let recv_queue_limit = cfg.recv_queue_limit;
+        let handle = std::thread::Builder::new()
+            .name("xxnet-reactor".into())
+            .spawn(move || reactor::run(poll, reactor_end, cfg))
+            .map_err(|e| format!("cannot start the reactor thread: {e}"))?;
+        Ok(Context {
+            link: host,
+            state: Mutex::new(HostState::default()),
+            reactor: Mutex::new(Some(handle)),
+            max_message,
+            recv_queue_limit,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HostState> {
+        // A panic while holding the lock leaves plain data; keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_usable(&self, st: &HostState) -> Result<(), c_int> {
+        if self.link.shared.failed.load(Ordering::Acquire) {
+            return Err(XXNET_E_INTERNAL);
+        }
+        if st.shut_down {
+            return Err(XXNET_E_CLOSED);
+        }
+        Ok(())
+    }
+
+    fn submit(&self, cmd: Command) -> Result<(), c_int> {
+        self.link.commands.send(cmd).map_err(|_| XXNET_E_INTERNAL)?;
+        self.link.shared.wake();
+        Ok(())
+    }
+
+    /// Binds `addr` and hands the listener to the reactor. Returns the bound port.
+    pub fn listen(&self, addr: SocketAddr) -> Result<u16, c_int> {
+        let mut st = self.state();
+        self.check_usable(&st)?;
+        let overlaps = |l: &SocketAddr| {
+            addr.port() != 0
+                && l.port() == addr.port()
+                && (l.ip() == addr.ip() || l.ip().is_unspecified() || addr.ip().is_unspecified())
+                && l.is_ipv4() == addr.is_ipv4()
+        };
+        if st.listeners.iter().any(overlaps) {
+            return Err(XXNET_E_ALREADY_LISTENING);
+        }
+        let listener = mio::net::TcpListener::bind(addr).map_err(|e| from_io(&e))?;
+        let local = listener.local_addr().map_err(|e| from_io(&e))?;
+        self.submit(Command::Listen { listener })?;
+        st.listeners.push(local);
+        log::info!(target: "xxnet::host", "listening on {local}");
+        Ok(local.port())
+    }
+
+    /// Copies `data` and queues it for `dest`.
+    pub fn send(&self, dest: Dest, opts: SendOpts, data: &[u8]) -> Result<(), c_int> {
+        if data.len() > self.max_message {
+            return Err(XXNET_E_TOO_LARGE);
+        }
+        if opts.lane as u32 >= XXNET_LANES {
+            return Err(XXNET_E_INVALID_ARG);
+        }
+        let mut st = self.state();
+        self.check_usable(&st)?;
+        match dest {
+            Dest::Conn(c) if !st.live_conns.contains(&c) => return Err(XXNET_E_UNKNOWN_CONN),
+            Dest::Addr(a) if a.port() == 0 || a.ip().is_unspecified() => {
+                return Err(XXNET_E_INVALID_ARG)
+            }
+            _ => {}
+        }
+        let payload = st.copy_payload(data);
+        st.submitted_msgs += 1;
+        st.submitted_bytes += data.len() as u64;
+        drop(st);
+        self.submit(Command::Send {
+            dest,
+            lane: opts.lane,
+            msg_id: opts.msg_id,
+            data: payload,
+        })
+    }
+
+    /// Asks the reactor to close `conn`.
+    pub fn close(&self, conn: u64) -> Result<(), c_int> {
+        let st = self.state();
+        self.check_usable(&st)?;
+        if !st.live_conns.contains(&conn) {
+            return Err(XXNET_E_UNKNOWN_CONN);
+        }
+        drop(st);
+        self.submit(Command::Close { conn })
+    }
+
+    /// Drains up to `max` events, waiting up to `timeout` (None: forever) for
+    /// the first. Calls `visit(i, event)` for each; the events (and their
+    /// payloads) stay alive until the next call. Returns how many.
+    pub fn poll(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        mut visit: impl FnMut(usize, &Event),
+    ) -> usize {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.state();
+        self.release_lent(&mut st);
+        if max == 0 {
+            return 0;
+        }
+        while st.pending.is_empty() {
+            match self.link.events.try_recv() {
+                Ok(batch) => st.pending.extend(batch),
+                Err(_) => {
+                    if st.shut_down {
+                        break;
+                    }
+                    // Wait without holding the lock.
+                    drop(st);
+                    let got = match deadline {
+                        None => self.link.events.recv().ok(),
+                        Some(d) => {
+                            let now = Instant::now();
+                            if now >= d {
+                                None
+                            } else {
+                                self.link.events.recv_timeout(d - now).ok()
+                            }
+                        }
+                    };
+                    st = self.state();
+                    match got {
+                        Some(batch) => st.pending.extend(batch),
+                        None => break,
+                    }
+                }
+            }
+        }
+        // Opportunistically pull batches that are already there.
+        while st.pending.len() < max {
+            match self.link.events.try_recv() {
+                Ok(batch) => st.pending.extend(batch),
+                Err(_) => break,
+            }
+        }
+        let n = max.min(st.pending.len());
+        let mut lent = std::mem::take(&mut st.lent);
+        lent.extend(st.pending.drain(..n));
+        for ev in &lent {
+            match ev.kind {
+                XXNET_EVENT_CONNECTED => {
+                    st.live_conns.insert(ev.conn);
+                }
+                XXNET_EVENT_DISCONNECTED => {
+                    st.live_conns.remove(&ev.conn);
+                }
+                XXNET_EVENT_MESSAGE => st.lent_bytes += ev.data.len(),
+                _ => {}
+            }
+        }
+        for (i, ev) in lent.iter().enumerate() {
+            visit(i, ev);
+        }
+        st.lent = lent;
+        n
+    }
+
+    /// Drops the events lent by the previous poll and credits their bytes back.
+    fn release_lent(&self, st: &mut HostState) {
+        st.lent.clear();
+        if st.lent_bytes > 0 {
+            let shared = &self.link.shared;
+            let released = std::mem::take(&mut st.lent_bytes);
+            let before = shared.recv_queued.fetch_sub(released, Ordering::AcqRel);
+            let after = before.saturating_sub(released);
+            if shared.reading_paused.load(Ordering::Acquire) && after <= self.recv_queue_limit / 2
+            {
+                shared.wake();
+            }
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let st = self.state();
+        let s = &self.link.shared.stats;
+        let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let (msgs_out, bytes_out) = (r(&s.msgs_out), r(&s.bytes_out));
+        let (failed_msgs, failed_bytes) = (r(&s.send_failed_msgs), r(&s.send_failed_bytes));
+        Stats {
+            open_connections: r(&s.open_connections),
+            msgs_in: r(&s.msgs_in),
+            msgs_out,
+            bytes_in: r(&s.bytes_in),
+            bytes_out,
+            queued_bytes: st.submitted_bytes.saturating_sub(bytes_out + failed_bytes),
+            queued_msgs: st.submitted_msgs.saturating_sub(msgs_out + failed_msgs),
+            protocol_errors: r(&s.protocol_errors),
+            refused_connections: r(&s.refused_connections),
+            connect_failures: r(&s.connect_failures),
+            send_failed_msgs: failed_msgs,
+            accepted_connections: r(&s.accepted_connections),
+        }
+    }
+
+    /// Stops the reactor, joins it, closes every socket. Idempotent.
+    pub fn shutdown(&self) {
+        {
+            let mut st = self.state();
+            if st.shut_down {
+                return;
+            }
+            st.shut_down = true;
+        }
+        let _ = self.link.commands.send(Command::Shutdown);
+        self.link.shared.wake();
+        let handle = self.reactor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        let mut st = self.state();
+        st.pending.clear();
+        st.lent.clear();
+        while self.link.events.try_recv().is_ok() {}
+    }
+
+    /// Test hook: makes the reactor thread panic.
+    #[doc(hidden)]
+    pub fn inject_reactor_panic(&self) {
+        let _ = self.submit(Command::InjectPanic);
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

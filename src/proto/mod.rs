@@ -1,0 +1,20 @@
+//! Sans-IO protocol logic: no sockets, no threads, no clocks.
+//!
+//! Bytes and `now` go in, frames, messages and decisions come out; the
+//! reactor (`crate::reactor`) only moves bytes between sockets and these
+//! types. Everything here is tested deterministically.
+
+pub mod decoder;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod outbound;
+pub mod pool;
+pub mod reassembly;
+
+pub use decoder::FrameDecoder;
+pub use error::ProtoError;
+pub use frame::{Frame, FrameHeader, FrameType, Preface};
+pub use handshake::{AckStatus, Hello, HelloAck};
+pub use outbound::{DrainSummary, FillStats, Outbound, WriteBuf};
+pub use reassembly::{InMessage, Reassembler};
