@@ -18,8 +18,23 @@ fn main() {
         .with_config(config)
         .generate()
         .expect("cbindgen can generate the header");
-    bindings.write_to_file(out_dir.join("xxnet.h"));
+    let mut raw = Vec::new();
+    bindings.write(&mut raw);
+    let header = untypedef_stats(String::from_utf8(raw).expect("header is UTF-8"));
+    std::fs::write(out_dir.join("xxnet.h"), &header).expect("write OUT_DIR/xxnet.h");
     if env::var_os("XXNET_UPDATE_HEADER").is_some_and(|v| v == "1") {
-        bindings.write_to_file(crate_dir.join("include/xxnet.h"));
+        std::fs::write(crate_dir.join("include/xxnet.h"), &header).expect("write include/xxnet.h");
     }
+}
+
+/// The ABI names both a function and a struct `xxnet_stats`. C allows that
+/// only when the struct is a plain tag (tags live in their own namespace),
+/// so the typedef cbindgen emits is replaced by the tag and an `_t` alias.
+fn untypedef_stats(header: String) -> String {
+    let open = "typedef struct xxnet_stats {";
+    let close = "} xxnet_stats;";
+    assert!(header.contains(open) && header.contains(close), "xxnet_stats struct not found");
+    header
+        .replace(open, "struct xxnet_stats {")
+        .replace(close, "};\n\n/** Alias for `struct xxnet_stats` (the bare name is the function). */\ntypedef struct xxnet_stats xxnet_stats_t;")
 }

@@ -370,7 +370,7 @@ typedef struct xxnet_event {
 /**
  * Counters read with `xxnet_stats`. Counts are since xxnet_new.
  */
-typedef struct xxnet_stats {
+struct xxnet_stats {
   /**
    * Connections currently open (handshake complete or in progress).
    */
@@ -419,7 +419,10 @@ typedef struct xxnet_stats {
    * Connections accepted from peers (including refused ones).
    */
   uint64_t accepted_connections;
-} xxnet_stats;
+};
+
+/** Alias for `struct xxnet_stats` (the bare name is the function). */
+typedef struct xxnet_stats xxnet_stats_t;
 
 
 
