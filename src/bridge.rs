@@ -29,7 +29,12 @@ pub enum Command {
     /// Start accepting on an already bound listener.
     Listen { listener: mio::net::TcpListener },
     /// Queue one message.
-    Send { dest: Dest, lane: u8, msg_id: u32, data: Bytes },
+    Send {
+        dest: Dest,
+        lane: u8,
+        msg_id: u32,
+        data: Bytes,
+    },
     /// Close a connection.
     Close { conn: u64 },
     /// Stop the reactor; sockets close when it returns.

@@ -4,8 +4,8 @@
 //! (a local operation), sends copy the payload and push a command, and `poll`
 //! drains event batches the reactor produced.
 
-pub use crate::bridge::{Dest, Event};
 use crate::bridge::{self, Command, HostLink};
+pub use crate::bridge::{Dest, Event};
 use crate::codes::*;
 use crate::config::Config;
 use crate::reactor;
@@ -270,8 +270,7 @@ impl Context {
             let released = std::mem::take(&mut st.lent_bytes);
             let before = shared.recv_queued.fetch_sub(released, Ordering::AcqRel);
             let after = before.saturating_sub(released);
-            if shared.reading_paused.load(Ordering::Acquire) && after <= self.recv_queue_limit / 2
-            {
+            if shared.reading_paused.load(Ordering::Acquire) && after <= self.recv_queue_limit / 2 {
                 shared.wake();
             }
         }
@@ -311,7 +310,11 @@ impl Context {
         }
         let _ = self.link.commands.send(Command::Shutdown);
         self.link.shared.wake();
-        let handle = self.reactor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = self
+            .reactor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(h) = handle {
             let _ = h.join();
         }
