@@ -9,13 +9,18 @@ fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=src/codes.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=XXNET_UPDATE_HEADER");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is readable");
-    let bindings = cbindgen::Builder::new()
-        .with_crate(&crate_dir)
-        .with_config(config)
+    // Only the C-facing files are parsed, so internal constants never leak
+    // into the header.
+    let mut builder = cbindgen::Builder::new().with_config(config);
+    for file in ["src/codes.rs", "src/ffi/types.rs", "src/ffi/context.rs"] {
+        builder = builder.with_src(crate_dir.join(file));
+    }
+    let bindings = builder
         .generate()
         .expect("cbindgen can generate the header");
     let mut raw = Vec::new();
@@ -33,7 +38,10 @@ fn main() {
 fn untypedef_stats(header: String) -> String {
     let open = "typedef struct xxnet_stats {";
     let close = "} xxnet_stats;";
-    assert!(header.contains(open) && header.contains(close), "xxnet_stats struct not found");
+    assert!(
+        header.contains(open) && header.contains(close),
+        "xxnet_stats struct not found"
+    );
     header
         .replace(open, "struct xxnet_stats {")
         .replace(close, "};\n\n/** Alias for `struct xxnet_stats` (the bare name is the function). */\ntypedef struct xxnet_stats xxnet_stats_t;")

@@ -209,46 +209,6 @@
 #define XXNET_LANE_BULK 1
 
 /**
- * Largest fragment size a node may use (a frame body is a fragment plus a small header).
- */
-#define Config_MAX_FRAGMENT (1 << 20)
-
-/**
- * Smallest fragment size accepted.
- */
-#define Config_MIN_FRAGMENT 1024
-
-/**
- * Protocol version spoken.
- */
-#define Preface_VERSION 1
-
-/**
- * Header size in bytes.
- */
-#define FrameHeader_LEN 16
-
-/**
- * Largest body a frame may announce.
- */
-#define FrameHeader_MAX_BODY ((1 << 20) + 64)
-
-/**
- * DATA flag: first part of a message.
- */
-#define FrameHeader_FIRST 1
-
-/**
- * DATA flag: last part of a message.
- */
-#define FrameHeader_LAST 2
-
-/**
- * Number of lanes.
- */
-#define FrameHeader_LANES 4
-
-/**
  * An xxnet context: one reactor thread and everything it owns. Opaque.
  *
  * Calls on one context must not run concurrently from several threads
@@ -423,8 +383,6 @@ struct xxnet_stats {
 
 /** Alias for `struct xxnet_stats` (the bare name is the function). */
 typedef struct xxnet_stats xxnet_stats_t;
-
-
 
 #ifdef __cplusplus
 extern "C" {

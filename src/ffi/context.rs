@@ -135,8 +135,12 @@ pub extern "C" fn xxnet_send_ex(
             return Err(XXNET_E_INVALID_ARG);
         }
         let data = unsafe { read_bytes(data, len) }?;
-        let opts = unsafe { opts.as_ref() }.copied().unwrap_or_default().to_opts()?;
-        ctx.inner.send(Dest::Addr(SocketAddr::new(ip, port)), opts, data)
+        let opts = unsafe { opts.as_ref() }
+            .copied()
+            .unwrap_or_default()
+            .to_opts()?;
+        ctx.inner
+            .send(Dest::Addr(SocketAddr::new(ip, port)), opts, data)
     })
 }
 
@@ -166,7 +170,10 @@ pub extern "C" fn xxnet_send_conn_ex(
     guard_code(|| {
         let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
         let data = unsafe { read_bytes(data, len) }?;
-        let opts = unsafe { opts.as_ref() }.copied().unwrap_or_default().to_opts()?;
+        let opts = unsafe { opts.as_ref() }
+            .copied()
+            .unwrap_or_default()
+            .to_opts()?;
         ctx.inner.send(Dest::Conn(conn), opts, data)
     })
 }

@@ -60,7 +60,9 @@ pub(crate) unsafe fn read_ip(ip: *const c_char) -> Result<std::net::IpAddr, c_in
     if ip.is_null() {
         return Err(XXNET_E_NULL_POINTER);
     }
-    let text = CStr::from_ptr(ip).to_str().map_err(|_| XXNET_E_INVALID_ARG)?;
+    let text = CStr::from_ptr(ip)
+        .to_str()
+        .map_err(|_| XXNET_E_INVALID_ARG)?;
     crate::host::parse_ip(text).ok_or(XXNET_E_INVALID_ARG)
 }
 

@@ -41,7 +41,9 @@ impl fmt::Display for ProtoError {
             ProtoError::BadPreface => write!(f, "bad preface: peer does not speak xxnet"),
             ProtoError::BadVersion(v) => write!(f, "unsupported protocol version {v}"),
             ProtoError::FrameTooLarge(n) => write!(f, "frame body of {n} bytes is too large"),
-            ProtoError::MessageTooLarge(n) => write!(f, "announced message of {n} bytes is too large"),
+            ProtoError::MessageTooLarge(n) => {
+                write!(f, "announced message of {n} bytes is too large")
+            }
             ProtoError::Truncated => write!(f, "stream ended mid-frame"),
             ProtoError::BadFrame(why) => write!(f, "malformed frame: {why}"),
         }

@@ -1,50 +1,205 @@
-//! Per-connection outbound lanes, fragmentation and the write buffer. STUB: to be implemented.
+//! Per-connection outbound lanes, fragmentation and the write buffer
+//! (docs/PROTOCOL.md §4).
+//!
+//! [`Outbound`] holds the messages the host queued, per lane, and encodes
+//! them as DATA frames into a [`WriteBuf`], interleaving lanes round robin.
+//! [`WriteBuf`] holds the bytes waiting for the socket: small pieces are
+//! copied into one contiguous buffer, large payloads are referenced, and
+//! each message's end position is remembered so that [`WriteBuf::advance`]
+//! can say which messages are completely written.
 
-use bytes::Bytes;
+use super::FrameHeader;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::io::IoSlice;
+
+/// End position of one message in a [`WriteBuf`]'s byte stream.
+#[derive(Clone, Copy, Debug)]
+struct Marker {
+    /// Stream position (bytes ever appended) just after the message's last byte.
+    end: u64,
+    lane: u8,
+    msg_id: u32,
+    len: u64,
+}
 
 /// Bytes waiting to be written to a socket: small frames copied into one
 /// contiguous buffer, large payloads referenced without a copy.
+///
+/// The pending bytes are `chunks` (in order) followed by `tail`. Appending a
+/// payload of [`WriteBuf::COPY_LIMIT`] bytes or more freezes the tail into a
+/// chunk and pushes the payload as its own chunk. Written bytes are dropped
+/// from the front with `advance` (O(1) per chunk); the tail's allocation is
+/// reused once the chunks split from it have been written and dropped.
 #[derive(Debug, Default)]
-pub struct WriteBuf {}
+pub struct WriteBuf {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    /// Pending bytes (chunks + tail).
+    len: usize,
+    /// Bytes ever appended.
+    appended: u64,
+    /// Bytes ever written (advanced over).
+    written: u64,
+    markers: VecDeque<Marker>,
+}
 
 impl WriteBuf {
+    /// Payloads of at least this many bytes are referenced, smaller ones copied.
+    pub const COPY_LIMIT: usize = 4096;
+
+    /// An empty buffer.
     pub fn new() -> Self {
-        WriteBuf {}
+        WriteBuf::default()
     }
+
     /// Bytes pending.
     pub fn len(&self) -> usize {
-        todo!()
+        self.len
     }
+
+    /// True when no byte is pending.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Marked messages not completely written yet.
+    pub fn pending_msgs(&self) -> usize {
+        self.markers.len()
+    }
+
     /// Appends raw bytes (preface, control frames), copying them.
-    pub fn put_slice(&mut self, _bytes: &[u8]) {
-        todo!()
+    pub fn put_slice(&mut self, bytes: &[u8]) {
+        self.tail.put_slice(bytes);
+        self.len += bytes.len();
+        self.appended += bytes.len() as u64;
     }
+
     /// Appends a payload slice; large ones are referenced, small ones copied.
-    pub fn put_payload(&mut self, _payload: Bytes) {
-        todo!()
+    pub fn put_payload(&mut self, payload: Bytes) {
+        if payload.len() < Self::COPY_LIMIT {
+            self.put_slice(&payload);
+        } else {
+            self.push_chunk(payload);
+        }
     }
+
+    /// Like [`WriteBuf::put_payload`] for `payload[start..end]`, without
+    /// touching the reference count when the piece is copied.
+    fn put_payload_range(&mut self, payload: &Bytes, start: usize, end: usize) {
+        if end - start < Self::COPY_LIMIT {
+            self.put_slice(&payload[start..end]);
+        } else {
+            self.push_chunk(payload.slice(start..end));
+        }
+    }
+
+    fn push_chunk(&mut self, chunk: Bytes) {
+        if !self.tail.is_empty() {
+            let small = self.tail.split().freeze();
+            self.chunks.push_back(small);
+        }
+        self.len += chunk.len();
+        self.appended += chunk.len() as u64;
+        self.chunks.push_back(chunk);
+    }
+
     /// Fills `dst` with slices of pending bytes in order; returns how many were filled.
-    pub fn io_slices<'a>(&'a self, _dst: &mut [IoSlice<'a>]) -> usize {
-        todo!()
+    pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for c in &self.chunks {
+            if n == dst.len() {
+                return n;
+            }
+            dst[n] = IoSlice::new(c);
+            n += 1;
+        }
+        if n < dst.len() && !self.tail.is_empty() {
+            dst[n] = IoSlice::new(&self.tail);
+            n += 1;
+        }
+        n
     }
+
     /// Drops `n` written bytes from the front; returns the messages whose
     /// last byte is now written (see `end_message`).
-    pub fn advance(&mut self, _n: usize) -> FillStats {
-        todo!()
+    ///
+    /// Panics if `n > self.len()`.
+    pub fn advance(&mut self, n: usize) -> FillStats {
+        assert!(
+            n <= self.len,
+            "advance({n}) past the {} pending bytes",
+            self.len
+        );
+        let mut left = n;
+        while left > 0 {
+            match self.chunks.front_mut() {
+                Some(c) if c.len() <= left => {
+                    left -= c.len();
+                    self.chunks.pop_front();
+                }
+                Some(c) => {
+                    c.advance(left);
+                    left = 0;
+                }
+                None => {
+                    self.tail.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        if self.chunks.is_empty() && self.tail.is_empty() {
+            // Lets the tail reuse its allocation from the start.
+            self.tail.clear();
+        }
+        self.len -= n;
+        self.written += n as u64;
+        let mut stats = FillStats::default();
+        while let Some(m) = self.markers.front() {
+            if m.end > self.written {
+                break;
+            }
+            stats.msgs += 1;
+            stats.bytes += m.len;
+            self.markers.pop_front();
+        }
+        stats
     }
+
     /// Marks that the bytes appended so far complete one message (lane,
     /// msg_id, payload length): it counts as sent once they are all written.
-    pub fn end_message(&mut self, _lane: u8, _msg_id: u32, _payload_len: usize) {
-        todo!()
+    pub fn end_message(&mut self, lane: u8, msg_id: u32, payload_len: usize) {
+        self.markers.push_back(Marker {
+            end: self.appended,
+            lane,
+            msg_id,
+            len: payload_len as u64,
+        });
     }
+
     /// Clears the buffer and summarises the marked messages not completely
     /// written (they are reported as failed when a connection dies).
+    ///
+    /// `first` is the oldest of them. A marker whose bytes were all written
+    /// but not yet reported by `advance` is not counted.
     pub fn drain_unwritten(&mut self) -> DrainSummary {
-        todo!()
+        self.chunks.clear();
+        self.tail.clear();
+        let written_before = self.written;
+        self.written = self.appended;
+        self.len = 0;
+        let mut s = DrainSummary::default();
+        for m in self.markers.drain(..) {
+            if m.end <= written_before {
+                continue;
+            }
+            s.msgs += 1;
+            s.bytes += m.len;
+            if s.first.is_none() {
+                s.first = Some((m.lane, m.msg_id));
+            }
+        }
+        s
     }
 }
 
@@ -60,38 +215,260 @@ pub struct FillStats {
 /// Messages removed by `Outbound::drain` (reported in SEND_FAILED).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DrainSummary {
+    /// Messages removed.
     pub msgs: u64,
+    /// Their whole payload bytes.
     pub bytes: u64,
     /// Lane and msg_id of the first message removed.
     pub first: Option<(u8, u32)>,
 }
 
-/// Per-lane queues of messages waiting to be framed.
+/// A queued message.
 #[derive(Debug)]
-pub struct Outbound {}
+struct OutMsg {
+    msg_id: u32,
+    seq: u32,
+    payload: Bytes,
+}
+
+#[derive(Debug)]
+struct Lane {
+    queue: VecDeque<OutMsg>,
+    /// Seq the next pushed message gets.
+    next_seq: u32,
+    /// Payload bytes of the head message already encoded (multi-part only).
+    sent: usize,
+}
+
+impl Default for Lane {
+    fn default() -> Self {
+        Lane {
+            queue: VecDeque::new(),
+            next_seq: 1,
+            sent: 0,
+        }
+    }
+}
+
+/// Per-lane queues of messages waiting to be framed.
+///
+/// Each message gets its lane's next `seq` when pushed. `fill` gives the
+/// non-empty lanes turns round robin (the position persists across calls):
+/// a turn is one fragment of a message larger than the fragment size, or a
+/// run of whole small messages of about the fragment size in total.
+#[derive(Debug)]
+pub struct Outbound {
+    fragment: usize,
+    lanes: [Lane; FrameHeader::LANES],
+    /// Lane whose turn is next (if it has data).
+    next_lane: usize,
+    queued_msgs: usize,
+    queued_bytes: usize,
+}
 
 impl Outbound {
-    pub fn new(_fragment_size: usize) -> Self {
-        Outbound {}
+    /// Largest payload `push` accepts (`total_len` is a u32 on the wire).
+    pub const MAX_MESSAGE: usize = u32::MAX as usize;
+
+    /// Queues that cut messages above `fragment_size` payload bytes into
+    /// parts. The size is clamped to 1..=`FrameHeader::MAX_BODY` - 4 so that
+    /// every frame fits the protocol's body limit.
+    pub fn new(fragment_size: usize) -> Self {
+        let max = FrameHeader::MAX_BODY as usize - FrameHeader::TOTAL_LEN_BYTES;
+        Outbound {
+            fragment: fragment_size.clamp(1, max),
+            lanes: Default::default(),
+            next_lane: 0,
+            queued_msgs: 0,
+            queued_bytes: 0,
+        }
     }
+
+    /// The fragment size in use (after clamping).
+    pub fn fragment_size(&self) -> usize {
+        self.fragment
+    }
+
     /// Queues one message on a lane (lane < FrameHeader::LANES).
-    pub fn push(&mut self, _lane: u8, _msg_id: u32, _payload: Bytes) {
-        todo!()
+    ///
+    /// Panics if `lane` is out of range or the payload is above
+    /// [`Outbound::MAX_MESSAGE`]; callers validate both first.
+    pub fn push(&mut self, lane: u8, msg_id: u32, payload: Bytes) {
+        assert!(
+            (lane as usize) < FrameHeader::LANES,
+            "lane {lane} out of range"
+        );
+        assert!(
+            payload.len() <= Self::MAX_MESSAGE,
+            "message of {} bytes",
+            payload.len()
+        );
+        let l = &mut self.lanes[lane as usize];
+        let seq = l.next_seq;
+        l.next_seq = FrameHeader::next_seq(seq);
+        self.queued_msgs += 1;
+        self.queued_bytes += payload.len();
+        l.queue.push_back(OutMsg {
+            msg_id,
+            seq,
+            payload,
+        });
     }
+
+    /// True when no message is waiting (or partly encoded).
     pub fn is_empty(&self) -> bool {
-        todo!()
+        self.queued_msgs == 0
     }
+
     /// Messages not yet completely encoded.
     pub fn queued_msgs(&self) -> usize {
-        todo!()
+        self.queued_msgs
     }
+
+    /// Payload bytes not yet encoded.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Messages not yet completely encoded on one lane.
+    pub fn lane_queued_msgs(&self, lane: u8) -> usize {
+        self.lanes.get(lane as usize).map_or(0, |l| l.queue.len())
+    }
+
     /// Encodes DATA frames into `out`, interleaving lanes, until `out.len() >= limit` or nothing is left.
-    pub fn fill(&mut self, _out: &mut WriteBuf, _limit: usize) -> FillStats {
-        todo!()
+    ///
+    /// Calls `out.end_message` after each message's last byte. Returns the
+    /// messages completely encoded by this call.
+    pub fn fill(&mut self, out: &mut WriteBuf, limit: usize) -> FillStats {
+        let mut stats = FillStats::default();
+        while out.len() < limit && self.queued_msgs > 0 {
+            let lane = (0..FrameHeader::LANES)
+                .map(|i| (self.next_lane + i) % FrameHeader::LANES)
+                .find(|&l| !self.lanes[l].queue.is_empty())
+                .expect("a lane with data");
+            self.turn(lane, out, limit, &mut stats);
+            self.next_lane = (lane + 1) % FrameHeader::LANES;
+        }
+        stats
     }
+
+    /// One lane's turn: one part of a large message, or a run of small ones.
+    fn turn(&mut self, lane_no: usize, out: &mut WriteBuf, limit: usize, stats: &mut FillStats) {
+        let frag = self.fragment;
+        let lane = &mut self.lanes[lane_no];
+        let m = lane.queue.front().expect("non-empty lane");
+        let total = m.payload.len();
+        if total > frag {
+            // One part of a multi-part message.
+            let start = lane.sent;
+            let rest = total - start;
+            let (flags, end) = if start == 0 {
+                (FrameHeader::FIRST, frag)
+            } else if rest > frag {
+                (0, start + frag)
+            } else {
+                (FrameHeader::LAST, total)
+            };
+            let extra = if start == 0 {
+                FrameHeader::TOTAL_LEN_BYTES
+            } else {
+                0
+            };
+            let h = FrameHeader::data(
+                (end - start + extra) as u32,
+                flags,
+                lane_no as u8,
+                m.msg_id,
+                m.seq,
+            );
+            out.put_slice(&h.to_bytes());
+            if start == 0 {
+                out.put_slice(&(total as u32).to_le_bytes());
+            }
+            out.put_payload_range(&m.payload, start, end);
+            self.queued_bytes -= end - start;
+            if end == total {
+                out.end_message(lane_no as u8, m.msg_id, total);
+                stats.msgs += 1;
+                stats.bytes += total as u64;
+                lane.sent = 0;
+                lane.queue.pop_front();
+                self.queued_msgs -= 1;
+            } else {
+                lane.sent = end;
+            }
+            return;
+        }
+        // A run of whole messages, at least one, up to about `frag` bytes
+        // (headers counted, so that empty messages end a run too).
+        let mut used = 0;
+        while let Some(m) = lane.queue.front() {
+            let len = m.payload.len();
+            if len > frag
+                || (used > 0 && (used + FrameHeader::LEN + len > frag || out.len() >= limit))
+            {
+                break;
+            }
+            let h = FrameHeader::data(
+                len as u32,
+                FrameHeader::FIRST | FrameHeader::LAST,
+                lane_no as u8,
+                m.msg_id,
+                m.seq,
+            );
+            out.put_slice(&h.to_bytes());
+            out.put_payload_range(&m.payload, 0, len);
+            out.end_message(lane_no as u8, m.msg_id, len);
+            stats.msgs += 1;
+            stats.bytes += len as u64;
+            used += FrameHeader::LEN + len;
+            self.queued_bytes -= len;
+            self.queued_msgs -= 1;
+            lane.queue.pop_front();
+        }
+    }
+
     /// Removes every message not completely encoded.
+    ///
+    /// A message whose first parts were already encoded counts as removed
+    /// (its bytes in full). `first` is the head of the lowest-numbered
+    /// non-empty lane (lanes are summarised in order 0..3, each oldest
+    /// first). Each lane's sequence is rewound to the first removed message,
+    /// so that numbering stays contiguous with what was encoded.
     pub fn drain(&mut self) -> DrainSummary {
-        todo!()
+        let mut s = DrainSummary::default();
+        for (i, lane) in self.lanes.iter_mut().enumerate() {
+            if let Some(m) = lane.queue.front() {
+                lane.next_seq = m.seq;
+                if s.first.is_none() {
+                    s.first = Some((i as u8, m.msg_id));
+                }
+            }
+            for m in lane.queue.drain(..) {
+                s.msgs += 1;
+                s.bytes += m.payload.len() as u64;
+            }
+            lane.sent = 0;
+        }
+        self.queued_msgs = 0;
+        self.queued_bytes = 0;
+        s
+    }
+
+    /// Prepares the queues for a new connection: every lane's sequence
+    /// restarts at 1, the queued messages are renumbered 1, 2, ... in order,
+    /// and a partly encoded message will be encoded again from its start.
+    pub fn restart_sequences(&mut self) {
+        for lane in self.lanes.iter_mut() {
+            self.queued_bytes += lane.sent;
+            lane.sent = 0;
+            let mut seq = 0;
+            for m in lane.queue.iter_mut() {
+                seq = FrameHeader::next_seq(seq);
+                m.seq = seq;
+            }
+            lane.next_seq = FrameHeader::next_seq(seq);
+        }
     }
 }
 
@@ -103,5 +480,412 @@ impl DrainSummary {
         if self.first.is_none() {
             self.first = other.first;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Frame, FrameDecoder, FrameType, Preface};
+
+    /// All pending bytes of a WriteBuf, through io_slices.
+    fn pending(w: &WriteBuf) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = w.io_slices(&mut slices);
+        for s in &slices[..n] {
+            v.extend_from_slice(s);
+        }
+        v
+    }
+
+    fn frames(bytes: &[u8]) -> Vec<Frame> {
+        let mut buf = BytesMut::from(&Preface::BYTES[..]);
+        buf.extend_from_slice(bytes);
+        let mut d = FrameDecoder::new();
+        let mut out = Vec::new();
+        while let Some(f) = d.decode(&mut buf).unwrap() {
+            out.push(f);
+        }
+        d.finish(&buf).unwrap();
+        out
+    }
+
+    #[test]
+    fn writebuf_small_and_large_pieces_keep_order() {
+        let mut w = WriteBuf::new();
+        w.put_slice(b"ab");
+        w.put_payload(Bytes::from(vec![1u8; 100]));
+        let big = Bytes::from(vec![2u8; 5000]);
+        let big_ptr = big.as_ptr();
+        w.put_payload(big);
+        w.put_slice(b"cd");
+        w.put_payload(Bytes::from(vec![3u8; WriteBuf::COPY_LIMIT]));
+        w.put_payload(Bytes::from(vec![4u8; WriteBuf::COPY_LIMIT - 1]));
+        assert_eq!(w.len(), 2 + 100 + 5000 + 2 + 4096 + 4095);
+        let mut slices = [IoSlice::new(&[]); 8];
+        let n = w.io_slices(&mut slices);
+        assert_eq!(n, 5);
+        assert_eq!(slices[1].as_ptr(), big_ptr, "large payload is referenced");
+        let mut want = b"ab".to_vec();
+        want.extend(vec![1u8; 100]);
+        want.extend(vec![2u8; 5000]);
+        want.extend(b"cd");
+        want.extend(vec![3u8; 4096]);
+        want.extend(vec![4u8; 4095]);
+        assert_eq!(pending(&w), want);
+        // Fewer slots than chunks.
+        let mut two = [IoSlice::new(&[]); 2];
+        assert_eq!(w.io_slices(&mut two), 2);
+        assert_eq!(w.io_slices(&mut []), 0);
+        // Partial advances across chunk boundaries.
+        let mut off = 0;
+        for step in [1, 50, 51, 4999, 1, 1, 3000, 1096, 4096] {
+            w.advance(step);
+            off += step;
+            assert_eq!(w.len(), want.len() - off);
+            assert_eq!(pending(&w), want[off..]);
+        }
+        assert!(w.is_empty());
+        assert_eq!(w.io_slices(&mut [IoSlice::new(&[]); 4]), 0);
+    }
+
+    #[test]
+    #[should_panic]
+    fn writebuf_advance_past_end_panics() {
+        let mut w = WriteBuf::new();
+        w.put_slice(b"abc");
+        w.advance(4);
+    }
+
+    #[test]
+    fn writebuf_markers() {
+        let mut w = WriteBuf::new();
+        w.put_slice(&[0; 10]);
+        w.end_message(0, 1, 10);
+        w.put_payload(Bytes::from(vec![0; 5000]));
+        w.end_message(1, 2, 5000);
+        w.put_slice(&[0; 20]);
+        w.end_message(2, 3, 20);
+        assert_eq!(w.pending_msgs(), 3);
+        assert_eq!(w.advance(9), FillStats::default());
+        assert_eq!(w.advance(1), FillStats { msgs: 1, bytes: 10 });
+        assert_eq!(
+            w.advance(5000 + 19),
+            FillStats {
+                msgs: 1,
+                bytes: 5000
+            }
+        );
+        assert_eq!(
+            w.drain_unwritten(),
+            DrainSummary {
+                msgs: 1,
+                bytes: 20,
+                first: Some((2, 3))
+            }
+        );
+        assert!(w.is_empty());
+        assert_eq!(w.pending_msgs(), 0);
+        // Usable after a drain: positions stay consistent.
+        w.put_slice(&[0; 4]);
+        w.end_message(3, 4, 4);
+        assert_eq!(w.advance(4), FillStats { msgs: 1, bytes: 4 });
+        assert_eq!(w.drain_unwritten(), DrainSummary::default());
+    }
+
+    #[test]
+    fn writebuf_reuses_its_allocation() {
+        let mut w = WriteBuf::new();
+        w.put_slice(&[1; 1000]);
+        let p = w.tail.as_ptr();
+        w.advance(1000);
+        w.put_slice(&[2; 1000]);
+        assert_eq!(w.tail.as_ptr(), p);
+        assert_eq!(pending(&w), vec![2; 1000]);
+    }
+
+    #[test]
+    fn small_messages_are_whole_frames() {
+        let mut o = Outbound::new(1024);
+        o.push(0, 10, Bytes::from_static(b"hello"));
+        o.push(0, 11, Bytes::new());
+        o.push(0, 12, Bytes::from(vec![9u8; 1024]));
+        assert_eq!(o.queued_msgs(), 3);
+        assert_eq!(o.queued_bytes(), 1029);
+        let mut w = WriteBuf::new();
+        let st = o.fill(&mut w, usize::MAX);
+        assert_eq!(
+            st,
+            FillStats {
+                msgs: 3,
+                bytes: 1029
+            }
+        );
+        assert!(o.is_empty());
+        assert_eq!(o.queued_bytes(), 0);
+        let fs = frames(&pending(&w));
+        assert_eq!(fs.len(), 3);
+        for (i, f) in fs.iter().enumerate() {
+            assert_eq!(f.header.kind, FrameType::Data);
+            assert_eq!(f.header.flags, FrameHeader::FIRST | FrameHeader::LAST);
+            assert_eq!(f.header.msg_id, 10 + i as u32);
+            assert_eq!(f.header.seq, 1 + i as u32);
+        }
+        assert_eq!(&fs[0].body[..], b"hello");
+        assert!(fs[1].body.is_empty());
+        assert_eq!(fs[2].body.len(), 1024);
+        assert_eq!(
+            w.advance(w.len()),
+            FillStats {
+                msgs: 3,
+                bytes: 1029
+            }
+        );
+    }
+
+    #[test]
+    fn large_message_parts() {
+        let frag = 1024;
+        for len in [1025usize, 2048, 2049, 3000, 3072, 10_000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mut o = Outbound::new(frag);
+            o.push(2, 99, Bytes::from(payload.clone()));
+            let mut w = WriteBuf::new();
+            let st = o.fill(&mut w, usize::MAX);
+            assert_eq!(
+                st,
+                FillStats {
+                    msgs: 1,
+                    bytes: len as u64
+                }
+            );
+            let fs = frames(&pending(&w));
+            assert_eq!(fs.len(), len.div_ceil(frag), "len {len}");
+            let mut got = Vec::new();
+            for (i, f) in fs.iter().enumerate() {
+                let h = f.header;
+                assert_eq!((h.lane, h.msg_id, h.seq), (2, 99, 1));
+                if i == 0 {
+                    assert_eq!(h.flags, FrameHeader::FIRST);
+                    assert_eq!(&f.body[..4], &(len as u32).to_le_bytes());
+                    assert_eq!(f.body.len(), 4 + frag);
+                    got.extend_from_slice(&f.body[4..]);
+                } else if i == fs.len() - 1 {
+                    assert_eq!(h.flags, FrameHeader::LAST);
+                    assert!(!f.body.is_empty() && f.body.len() <= frag);
+                    got.extend_from_slice(&f.body);
+                } else {
+                    assert_eq!(h.flags, 0);
+                    assert_eq!(f.body.len(), frag);
+                    got.extend_from_slice(&f.body);
+                }
+            }
+            assert_eq!(got, payload);
+        }
+    }
+
+    #[test]
+    fn seq_per_lane_and_wrap() {
+        let mut o = Outbound::new(100);
+        o.lanes[3].next_seq = u32::MAX;
+        for lane in [0u8, 3, 0, 3, 1] {
+            o.push(lane, 0, Bytes::new());
+        }
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, usize::MAX);
+        let seqs: Vec<(u8, u32)> = frames(&pending(&w))
+            .iter()
+            .map(|f| (f.header.lane, f.header.seq))
+            .collect();
+        assert_eq!(seqs, vec![(0, 1), (0, 2), (1, 1), (3, u32::MAX), (3, 1)]);
+    }
+
+    #[test]
+    fn fill_respects_limit_and_resumes() {
+        let mut o = Outbound::new(1000);
+        for i in 0..100 {
+            o.push(0, i, Bytes::from(vec![0u8; 84]));
+        }
+        let mut w = WriteBuf::new();
+        // Stops as soon as out.len() >= limit.
+        let st = o.fill(&mut w, 250);
+        assert_eq!(st.msgs, 3);
+        assert_eq!(w.len(), 300);
+        assert_eq!(o.queued_msgs(), 97);
+        assert_eq!(o.fill(&mut w, 250), FillStats::default());
+        w.advance(300);
+        let st = o.fill(&mut w, usize::MAX);
+        assert_eq!(st.msgs, 97);
+        assert!(o.is_empty());
+        assert_eq!(o.fill(&mut w, usize::MAX), FillStats::default());
+    }
+
+    #[test]
+    fn small_runs_are_bounded_by_fragment_size() {
+        // 64-byte messages on lanes 0 and 1, fragment 400: runs of 5 (5 * 80 = 400).
+        let mut o = Outbound::new(400);
+        for i in 0..20 {
+            o.push(0, i, Bytes::from(vec![0u8; 64]));
+            o.push(1, 100 + i, Bytes::from(vec![1u8; 64]));
+        }
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, usize::MAX);
+        let lanes: Vec<u8> = frames(&pending(&w)).iter().map(|f| f.header.lane).collect();
+        let mut want = Vec::new();
+        for _ in 0..4 {
+            want.extend([0u8; 5]);
+            want.extend([1u8; 5]);
+        }
+        assert_eq!(lanes, want);
+    }
+
+    #[test]
+    fn small_message_overtakes_bulk() {
+        let frag = 32 * 1024;
+        let mut o = Outbound::new(frag);
+        o.push(1, 1, Bytes::from(vec![7u8; 1 << 20]));
+        o.push(0, 2, Bytes::from(vec![8u8; 64]));
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, usize::MAX);
+        let fs = frames(&pending(&w));
+        let small = fs.iter().position(|f| f.header.lane == 0).unwrap();
+        let second_big = fs
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.header.lane == 1)
+            .nth(1)
+            .unwrap()
+            .0;
+        assert!(
+            small < second_big,
+            "small at {small}, 2nd big fragment at {second_big}"
+        );
+
+        // Same when the bulk message's first fragment is already out and
+        // the small one is pushed afterwards.
+        let mut o = Outbound::new(frag);
+        o.push(1, 1, Bytes::from(vec![7u8; 1 << 20]));
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, 1);
+        assert_eq!(w.len(), 16 + 4 + frag);
+        o.push(0, 2, Bytes::from(vec![8u8; 64]));
+        o.fill(&mut w, usize::MAX);
+        let fs = frames(&pending(&w));
+        assert_eq!(fs[1].header.lane, 0);
+        // And a small message behind a large one on the same lane waits for it.
+        let mut o = Outbound::new(frag);
+        o.push(1, 1, Bytes::from(vec![7u8; 100_000]));
+        o.push(1, 2, Bytes::from(vec![8u8; 64]));
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, usize::MAX);
+        let fs = frames(&pending(&w));
+        assert_eq!(fs.last().unwrap().header.msg_id, 2);
+    }
+
+    #[test]
+    fn fill_marks_message_ends() {
+        let mut o = Outbound::new(1024);
+        o.push(0, 1, Bytes::from(vec![0u8; 3000]));
+        o.push(2, 2, Bytes::from(vec![0u8; 10]));
+        let mut w = WriteBuf::new();
+        let st = o.fill(&mut w, usize::MAX);
+        assert_eq!(
+            st,
+            FillStats {
+                msgs: 2,
+                bytes: 3010
+            }
+        );
+        // Stream: [0 FIRST 1044][2 whole 26][0 middle 1040][0 LAST 968]
+        assert_eq!(w.advance(1044), FillStats::default());
+        assert_eq!(w.advance(26), FillStats { msgs: 1, bytes: 10 });
+        assert_eq!(w.advance(1040 + 967), FillStats::default());
+        assert_eq!(
+            w.advance(1),
+            FillStats {
+                msgs: 1,
+                bytes: 3000
+            }
+        );
+    }
+
+    #[test]
+    fn drain_reports_queued_and_partial() {
+        let mut o = Outbound::new(100);
+        o.push(2, 20, Bytes::from(vec![0u8; 250]));
+        o.push(2, 21, Bytes::from(vec![0u8; 5]));
+        o.push(1, 10, Bytes::from(vec![0u8; 7]));
+        let mut w = WriteBuf::new();
+        // Lane 1 goes first (round robin starts at 0), then lane 2's FIRST part.
+        let st = o.fill(&mut w, 23 + 120);
+        assert_eq!(st, FillStats { msgs: 1, bytes: 7 });
+        assert_eq!(o.queued_msgs(), 2);
+        assert_eq!(o.queued_bytes(), 150 + 5);
+        let s = o.drain();
+        assert_eq!(
+            s,
+            DrainSummary {
+                msgs: 2,
+                bytes: 255,
+                first: Some((2, 20))
+            }
+        );
+        assert!(o.is_empty());
+        assert_eq!((o.queued_msgs(), o.queued_bytes()), (0, 0));
+        assert_eq!(o.drain(), DrainSummary::default());
+        // Sequence rewound to the first drained message on lane 2.
+        o.push(2, 22, Bytes::new());
+        o.push(1, 11, Bytes::new());
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, usize::MAX);
+        let fs = frames(&pending(&w));
+        let seqs: Vec<(u8, u32)> = fs.iter().map(|f| (f.header.lane, f.header.seq)).collect();
+        assert_eq!(seqs.len(), 2);
+        assert!(seqs.contains(&(2, 1)) && seqs.contains(&(1, 2)));
+        // Lane order 0..3 for `first`.
+        let mut o = Outbound::new(100);
+        o.push(3, 30, Bytes::new());
+        o.push(0, 5, Bytes::new());
+        assert_eq!(o.drain().first, Some((0, 5)));
+    }
+
+    #[test]
+    fn restart_sequences_renumbers() {
+        let mut o = Outbound::new(100);
+        o.push(0, 1, Bytes::new());
+        o.push(0, 2, Bytes::from(vec![1u8; 300]));
+        o.push(0, 3, Bytes::new());
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, 17 + 1); // msg 1 and the FIRST part of msg 2
+        assert_eq!(o.queued_bytes(), 200);
+        o.restart_sequences();
+        assert_eq!(o.queued_bytes(), 300);
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, usize::MAX);
+        let fs = frames(&pending(&w));
+        assert_eq!(fs[0].header.flags, FrameHeader::FIRST);
+        let seqs: Vec<(u32, u32)> = fs.iter().map(|f| (f.header.msg_id, f.header.seq)).collect();
+        assert_eq!(seqs, vec![(2, 1), (2, 1), (2, 1), (3, 2)]);
+        o.push(0, 4, Bytes::new());
+        o.fill(&mut w, usize::MAX);
+        assert_eq!(frames(&pending(&w)).last().unwrap().header.seq, 3);
+    }
+
+    #[test]
+    fn fragment_size_is_clamped() {
+        assert_eq!(Outbound::new(0).fragment_size(), 1);
+        assert_eq!(
+            Outbound::new(usize::MAX).fragment_size(),
+            FrameHeader::MAX_BODY as usize - 4
+        );
+        let mut o = Outbound::new(0);
+        o.push(0, 1, Bytes::from_static(b"abc"));
+        o.push(0, 2, Bytes::from_static(b"x"));
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, usize::MAX);
+        let fs = frames(&pending(&w));
+        assert_eq!(fs.len(), 4);
+        assert_eq!(fs[3].header.flags, 3);
     }
 }

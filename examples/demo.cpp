@@ -1,0 +1,208 @@
+// xxnet demo: two nodes (contexts A and B) in one process on 127.0.0.1.
+//
+// Both listen. A sends B a few small messages on lane 0 (each with its own
+// msg_id) and one 100 KiB message on the bulk lane 1 (it travels in parts).
+// B answers each small message with xxnet_send(peer_ip, peer_port) — the
+// address in the event is A's listen address, so the answer reuses the same
+// pooled connection — and sends A its own 100 KiB message. Then A closes the
+// connection and both sides see DISCONNECTED. Every event is printed, then
+// each node's stats. Exits 0 only if every expected message arrived intact
+// within 10 s.
+#include <xxnet.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr uint32_t kSmall = 5;                 // small messages A -> B, lane 0
+constexpr uint32_t kFirstId = 100;             // their msg_ids: 100..104
+constexpr uint32_t kReplyOffset = 1000;        // B's replies carry msg_id + 1000
+constexpr uint32_t kBulkId = 900;              // the large message's msg_id
+constexpr size_t kBulkSize = 100 * 1024;       // 100 KiB on lane 1
+constexpr auto kTimeLimit = std::chrono::seconds(10);
+
+struct Node {
+  const char* name;
+  xxnet_ctx* ctx = nullptr;
+  uint16_t port = 0;
+  uint64_t conn = 0;
+  uint32_t small_in = 0;     // in-order small messages (A: replies, B: requests)
+  bool bulk_ok = false;      // the 100 KiB message arrived intact
+  bool disconnected = false;
+  uint32_t errors = 0;       // unexpected events or content
+};
+
+std::vector<uint8_t> bulk_payload(uint8_t seed) {
+  std::vector<uint8_t> v(kBulkSize);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>((i * 31 + seed) & 0xff);
+  return v;
+}
+
+std::string small_text(const char* what, uint32_t i) { return std::string(what) + " #" + std::to_string(i); }
+
+void print_event(const Node& n, const xxnet_event& ev) {
+  switch (ev.kind) {
+    case XXNET_EVENT_CONNECTED:
+      std::printf("[%s] CONNECTED     conn=%" PRIu64 " peer=%s:%u (%s)\n", n.name, ev.conn, ev.peer_ip,
+                  static_cast<unsigned>(ev.peer_port), ev.id == 1 ? "we connected" : "they connected");
+      break;
+    case XXNET_EVENT_MESSAGE: {
+      std::printf("[%s] MESSAGE       conn=%" PRIu64 " peer=%s:%u lane=%u msg_id=%u len=%zu", n.name, ev.conn,
+                  ev.peer_ip, static_cast<unsigned>(ev.peer_port), ev.lane, ev.msg_id, ev.len);
+      if (ev.len > 0 && ev.len <= 64)
+        std::printf(" \"%.*s\"", static_cast<int>(ev.len), reinterpret_cast<const char*>(ev.data));
+      std::printf("\n");
+      break;
+    }
+    case XXNET_EVENT_DISCONNECTED:
+      std::printf("[%s] DISCONNECTED  conn=%" PRIu64 " peer=%s:%u code=%d (%s)\n", n.name, ev.conn, ev.peer_ip,
+                  static_cast<unsigned>(ev.peer_port), ev.code, xxnet_strerror(ev.code));
+      break;
+    case XXNET_EVENT_SEND_FAILED:
+      std::printf("[%s] SEND_FAILED   peer=%s:%u count=%" PRIu64 " bytes=%" PRIu64 " code=%d (%s)\n", n.name,
+                  ev.peer_ip, static_cast<unsigned>(ev.peer_port), ev.count, ev.total, ev.code,
+                  xxnet_strerror(ev.code));
+      break;
+    case XXNET_EVENT_CONNECT_FAILED:
+      std::printf("[%s] CONNECT_FAILED peer=%s:%u code=%d (%s)\n", n.name, ev.peer_ip,
+                  static_cast<unsigned>(ev.peer_port), ev.code, xxnet_strerror(ev.code));
+      break;
+    default:
+      std::printf("[%s] event kind=%u code=%d (%s)\n", n.name, ev.kind, ev.code, xxnet_strerror(ev.code));
+  }
+}
+
+void print_stats(const Node& n) {
+  xxnet_stats_t s;
+  std::memset(&s, 0, sizeof s);
+  int rc = xxnet_stats(n.ctx, &s);
+  if (rc != XXNET_OK) {
+    std::printf("[%s] stats: %s\n", n.name, xxnet_strerror(rc));
+    return;
+  }
+  std::printf("[%s] stats: open=%" PRIu64 " msgs_in=%" PRIu64 " msgs_out=%" PRIu64 " bytes_in=%" PRIu64
+              " bytes_out=%" PRIu64 " queued_msgs=%" PRIu64 " accepted=%" PRIu64 " protocol_errors=%" PRIu64
+              " send_failed=%" PRIu64 "\n",
+              n.name, s.open_connections, s.msgs_in, s.msgs_out, s.bytes_in, s.bytes_out, s.queued_msgs,
+              s.accepted_connections, s.protocol_errors, s.send_failed_msgs);
+}
+
+int check(int rc, const char* what) {
+  if (rc != XXNET_OK) std::printf("%s failed: %s (%d)\n", what, xxnet_strerror(rc), rc);
+  return rc;
+}
+
+}  // namespace
+
+int main() {
+  Node a{"A"}, b{"B"};
+  a.ctx = xxnet_new(nullptr);
+  b.ctx = xxnet_new(nullptr);
+  if (!a.ctx || !b.ctx) {
+    std::printf("xxnet_new failed: %s\n", xxnet_last_error());
+    xxnet_free(a.ctx);
+    xxnet_free(b.ctx);
+    return 1;
+  }
+  int rc = check(xxnet_listen(a.ctx, "127.0.0.1", 0, &a.port), "A listen");
+  if (rc == XXNET_OK) rc = check(xxnet_listen(b.ctx, "127.0.0.1", 0, &b.port), "B listen");
+  if (rc != XXNET_OK) {
+    xxnet_free(a.ctx);
+    xxnet_free(b.ctx);
+    return 1;
+  }
+  std::printf("A listens on 127.0.0.1:%u, B listens on 127.0.0.1:%u\n", static_cast<unsigned>(a.port),
+              static_cast<unsigned>(b.port));
+
+  // A -> B: small messages on lane 0, then 100 KiB on lane 1. The first send
+  // opens the connection; the rest wait in order until it is up.
+  const std::vector<uint8_t> bulk_a = bulk_payload(7), bulk_b = bulk_payload(42);
+  for (uint32_t i = 0; i < kSmall && rc == XXNET_OK; ++i) {
+    std::string text = small_text("hello from A", i);
+    xxnet_send_opts o{XXNET_LANE_DEFAULT, kFirstId + i, 0};
+    rc = check(xxnet_send_ex(a.ctx, "127.0.0.1", b.port, reinterpret_cast<const uint8_t*>(text.data()), text.size(),
+                             &o),
+               "A send");
+  }
+  xxnet_send_opts bulk_opts{XXNET_LANE_BULK, kBulkId, 0};
+  if (rc == XXNET_OK)
+    rc = check(xxnet_send_ex(a.ctx, "127.0.0.1", b.port, bulk_a.data(), bulk_a.size(), &bulk_opts), "A send bulk");
+  std::printf("A queued %u small messages and one %zu-byte message for 127.0.0.1:%u\n", kSmall, kBulkSize,
+              static_cast<unsigned>(b.port));
+
+  const auto deadline = std::chrono::steady_clock::now() + kTimeLimit;
+  bool closed = false;
+  xxnet_event evs[64];
+  auto done_messages = [&] { return a.small_in == kSmall && a.bulk_ok && b.small_in == kSmall && b.bulk_ok; };
+  while (rc == XXNET_OK && std::chrono::steady_clock::now() < deadline) {
+    if (done_messages() && !closed) {
+      std::printf("all messages arrived; A closes its connection to B\n");
+      rc = check(xxnet_close(a.ctx, a.conn), "A close");
+      closed = true;
+    }
+    if (closed && a.disconnected && b.disconnected) break;
+    for (Node* n : {&a, &b}) {
+      size_t got = xxnet_poll_recv(n->ctx, evs, 64, 5);
+      for (size_t i = 0; i < got; ++i) {
+        const xxnet_event& ev = evs[i];
+        print_event(*n, ev);
+        if (ev.kind == XXNET_EVENT_CONNECTED) {
+          n->conn = ev.conn;
+        } else if (ev.kind == XXNET_EVENT_DISCONNECTED) {
+          n->disconnected = true;
+          if (!closed) ++n->errors;
+        } else if (ev.kind == XXNET_EVENT_MESSAGE) {
+          const std::string body(reinterpret_cast<const char*>(ev.data), ev.len);
+          if (ev.lane == XXNET_LANE_BULK && ev.msg_id == kBulkId) {
+            const std::vector<uint8_t>& want = n == &b ? bulk_a : bulk_b;
+            n->bulk_ok = ev.len == want.size() && std::memcmp(ev.data, want.data(), want.size()) == 0;
+            if (!n->bulk_ok) ++n->errors;
+            if (n == &b) {  // B sends its own large message back
+              rc = check(xxnet_send_ex(b.ctx, ev.peer_ip, ev.peer_port, bulk_b.data(), bulk_b.size(), &bulk_opts),
+                         "B send bulk");
+            }
+          } else if (n == &b && ev.lane == XXNET_LANE_DEFAULT && ev.msg_id == kFirstId + b.small_in &&
+                     body == small_text("hello from A", b.small_in)) {
+            // Reply to the sender's listen address: same pooled connection.
+            std::string reply = small_text("reply from B", b.small_in);
+            xxnet_send_opts o{XXNET_LANE_DEFAULT, ev.msg_id + kReplyOffset, 0};
+            rc = check(xxnet_send_ex(b.ctx, ev.peer_ip, ev.peer_port, reinterpret_cast<const uint8_t*>(reply.data()),
+                                     reply.size(), &o),
+                       "B reply");
+            ++b.small_in;
+          } else if (n == &a && ev.lane == XXNET_LANE_DEFAULT &&
+                     ev.msg_id == kFirstId + kReplyOffset + a.small_in &&
+                     body == small_text("reply from B", a.small_in)) {
+            ++a.small_in;
+          } else {
+            std::printf("[%s] unexpected message\n", n->name);
+            ++n->errors;
+          }
+        } else {
+          ++n->errors;  // SEND_FAILED, CONNECT_FAILED, ERROR: not expected here
+        }
+      }
+    }
+  }
+
+  print_stats(a);
+  print_stats(b);
+  const bool ok = rc == XXNET_OK && done_messages() && a.disconnected && b.disconnected && a.errors == 0 &&
+                  b.errors == 0;
+  xxnet_free(a.ctx);
+  xxnet_free(b.ctx);
+  if (ok) {
+    std::printf("demo OK: B got %u messages + %zu bytes on lane 1, A got %u replies + %zu bytes on lane 1\n",
+                b.small_in, kBulkSize, a.small_in, kBulkSize);
+    return 0;
+  }
+  std::printf("demo FAILED: A got %u/%u replies (bulk %s), B got %u/%u messages (bulk %s), errors A=%u B=%u%s\n",
+              a.small_in, kSmall, a.bulk_ok ? "ok" : "missing", b.small_in, kSmall, b.bulk_ok ? "ok" : "missing",
+              a.errors, b.errors, std::chrono::steady_clock::now() >= deadline ? ", time limit (10 s) reached" : "");
+  return 1;
+}

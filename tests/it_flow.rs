@@ -1,0 +1,151 @@
+//! Flow control and limits: receive back-pressure, connect and handshake
+//! timeouts, max_connections.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use xxnet::*;
+
+#[test]
+fn receive_backpressure_pauses_reading_until_the_host_polls() {
+    const LIMIT: u64 = 1 << 20;
+    const N: u32 = 100;
+    const SIZE: usize = 100 << 10;
+    let mut cfg = default_config();
+    cfg.recv_queue_limit = LIMIT;
+    let a = Node::new();
+    let mut b = Node::with_config(&cfg);
+    let pb = b.listen("127.0.0.1");
+    for i in 0..N {
+        a.send_ok("127.0.0.1", pb, 0, i, &pattern(SIZE, i));
+    }
+    // B does not poll: its reactor must stop handing over messages near the limit.
+    std::thread::sleep(Duration::from_millis(300));
+    let s = b.stats();
+    eprintln!(
+        "back-pressure: B holds {} messages ({} bytes) unpolled with a {LIMIT} B limit",
+        s.msgs_in, s.bytes_in
+    );
+    assert!(
+        s.bytes_in <= LIMIT + 2 * SIZE as u64,
+        "B kept reading past recv_queue_limit: {} bytes handed over",
+        s.bytes_in
+    );
+    assert!(s.msgs_in > 0, "B received something");
+    // Polling releases it; everything arrives in order.
+    assert!(
+        b.poll_until(WAIT, |log| count_msgs(log) >= N as usize),
+        "all messages after polling: {}",
+        dump_log(&b.log)
+    );
+    for (i, m) in b.messages().enumerate() {
+        assert_eq!(m.msg_id, i as u32);
+        assert!(m.payload == pattern(SIZE, i as u32), "payload {i}");
+    }
+}
+
+#[test]
+fn connect_timeout_when_the_peer_never_answers() {
+    // A socket that accepts at the TCP level (backlog) but never speaks.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = mute.local_addr().unwrap().port();
+    let mut cfg = default_config();
+    cfg.connect_timeout_ms = 300;
+    let mut a = Node::with_config(&cfg);
+    let t = Instant::now();
+    for i in 0..3u32 {
+        a.send_ok("127.0.0.1", port, 0, i, b"hello?");
+    }
+    let ok = a.poll_until(Duration::from_secs(5), |log| {
+        log.iter().any(|e| e.kind == XXNET_EVENT_SEND_FAILED)
+    });
+    let took = t.elapsed();
+    assert!(ok, "SEND_FAILED after the connect timeout:\n{}", dump_log(&a.log));
+    a.poll_for(Duration::from_millis(20));
+    eprintln!("connect timeout reported after {took:.2?}");
+    assert!(took >= Duration::from_millis(280), "timed out early: {took:?}");
+    assert!(took < Duration::from_secs(2), "timed out late: {took:?}");
+    let cf = a.of_kind(XXNET_EVENT_CONNECT_FAILED);
+    assert_eq!(cf.len(), 1, "{}", dump_log(&a.log));
+    assert_eq!(cf[0].code, XXNET_E_CONNECT_TIMEOUT, "{}", cf[0]);
+    let sf = a.of_kind(XXNET_EVENT_SEND_FAILED);
+    assert_eq!(sf.len(), 1, "{}", dump_log(&a.log));
+    assert_eq!((sf[0].count, sf[0].total, sf[0].msg_id), (3, 18, 0), "{}", sf[0]);
+    assert_eq!(sf[0].code, XXNET_E_CONNECT_TIMEOUT, "{}", sf[0]);
+    let s = a.stats_until(Duration::from_secs(1), |s| s.open_connections == 0);
+    assert_eq!((s.connect_failures, s.queued_msgs, s.open_connections), (1, 0, 0));
+    drop(mute);
+}
+
+#[test]
+fn handshake_timeout_closes_silent_clients() {
+    let mut cfg = default_config();
+    cfg.handshake_timeout_ms = 300;
+    let mut server = Node::with_config(&cfg);
+    let ps = server.listen("127.0.0.1");
+    let mut silent = Raw::connect(ps);
+    let mut partial = Raw::connect(ps);
+    partial.write(b"XXNT\x01\x00"); // 6 of the 8 preface bytes
+    let mut no_hello = Raw::connect(ps);
+    no_hello.write(&PREFACE);
+    let t = Instant::now();
+    for (what, raw) in [
+        ("silent", &mut silent),
+        ("partial preface", &mut partial),
+        ("preface, no HELLO", &mut no_hello),
+    ] {
+        let closed = raw.wait_closed(Duration::from_secs(3));
+        let at = t.elapsed();
+        eprintln!("handshake timeout, {what}: closed {closed:?} ({at:.2?} after connecting)");
+        assert!(closed.is_some(), "{what}: still open after 3 s");
+        assert!(at >= Duration::from_millis(250), "{what}: closed early ({at:?})");
+        assert!(at < Duration::from_secs(2), "{what}: closed late ({at:?})");
+    }
+    server.poll_for(Duration::from_millis(20));
+    assert!(
+        server
+            .log
+            .iter()
+            .all(|e| e.kind != XXNET_EVENT_CONNECTED && e.kind != XXNET_EVENT_DISCONNECTED),
+        "no CONNECTED/DISCONNECTED for connections that never completed the handshake:\n{}",
+        dump_log(&server.log)
+    );
+    let s = server.stats_until(Duration::from_secs(1), |s| s.open_connections == 0);
+    assert_eq!(s.open_connections, 0);
+    assert_eq!(s.accepted_connections, 3);
+}
+
+#[test]
+fn max_connections_refuses_with_peer_busy() {
+    let mut cfg = default_config();
+    cfg.max_connections = 1;
+    let mut server = Node::with_config(&cfg);
+    let ps = server.listen("127.0.0.1");
+    let first = Node::new();
+    first.send_ok("127.0.0.1", ps, 0, 1, b"first");
+    assert!(server.poll_until(WAIT, |log| count_msgs(log) >= 1), "first");
+
+    let mut second = Node::new();
+    second.send_ok("127.0.0.1", ps, 0, 2, b"second");
+    let ok = second.poll_until(WAIT, |log| {
+        log.iter().any(|e| e.kind == XXNET_EVENT_SEND_FAILED)
+    });
+    assert!(ok, "second peer is refused:\n{}", dump_log(&second.log));
+    let cf = second.of_kind(XXNET_EVENT_CONNECT_FAILED);
+    assert_eq!(cf.len(), 1, "{}", dump_log(&second.log));
+    assert_eq!(cf[0].code, XXNET_E_PEER_BUSY, "{}", cf[0]);
+    let sf = second.of_kind(XXNET_EVENT_SEND_FAILED);
+    assert_eq!((sf[0].count, sf[0].code), (1, XXNET_E_PEER_BUSY), "{}", sf[0]);
+
+    let s = server.stats_until(Duration::from_secs(1), |s| s.refused_connections >= 1);
+    assert_eq!(s.refused_connections, 1);
+    assert_eq!(s.accepted_connections, 2, "refused ones count as accepted");
+    assert_eq!(s.open_connections, 1);
+    server.poll_for(Duration::from_millis(20));
+    assert_eq!(server.count_msgs(), 1, "the refused peer's message never arrives");
+    assert_eq!(server.of_kind(XXNET_EVENT_CONNECTED).len(), 1);
+    // The first peer still works.
+    first.send_ok("127.0.0.1", ps, 0, 3, b"still here");
+    assert!(server.poll_until(WAIT, |log| count_msgs(log) >= 2), "first still works");
+}
