@@ -92,7 +92,9 @@ TEST(Lifecycle, CloseWithQueuedMessagesReportsSendFailed) {
   EXPECT_EQ(s.queued_msgs, 0u);
   EXPECT_EQ(s.queued_bytes, 0u);
   const Event* sf = a.first(XXNET_EVENT_SEND_FAILED);
-  if (sf != nullptr) EXPECT_EQ(sf->msg_id, kN - failed) << "SEND_FAILED names the first unsent message";
+  if (sf != nullptr) {
+    EXPECT_EQ(sf->msg_id, kN - failed) << "SEND_FAILED names the first unsent message";
+  }
 
   // B receives only whole messages, in order, never more than A wrote.
   poll_until(b, [&] { return b.count(XXNET_EVENT_DISCONNECTED) == 1; }, 10000ms);

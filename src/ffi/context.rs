@@ -214,8 +214,9 @@ pub extern "C" fn xxnet_poll_recv(
             t => Some(Duration::from_millis(t as u64)),
         };
         let out = unsafe { std::slice::from_raw_parts_mut(events, max) };
+        let mut ip_cache = None;
         ctx.inner.poll(max, timeout, |i, ev| {
-            out[i] = xxnet_event::from_event(ev);
+            out[i] = xxnet_event::from_event(ev, &mut ip_cache);
         })
     })
 }

@@ -4,6 +4,7 @@ use crate::codes::*;
 use crate::config::Config;
 use crate::host::{Event, SendOpts, Stats};
 use std::ffi::CStr;
+use std::net::IpAddr;
 use std::os::raw::{c_char, c_int};
 
 /// Context settings. Fill with `xxnet_config_default`, change fields, pass to `xxnet_new`.
@@ -146,7 +147,12 @@ impl xxnet_event {
         len: 0,
     };
 
-    pub(crate) fn from_event(ev: &Event) -> xxnet_event {
+    /// Converts an event; `ip_cache` keeps the last formatted address so a
+    /// batch from one peer formats its IP once.
+    pub(crate) fn from_event(
+        ev: &Event,
+        ip_cache: &mut Option<(IpAddr, [c_char; 48])>,
+    ) -> xxnet_event {
         let mut out = xxnet_event::EMPTY;
         out.kind = ev.kind;
         out.code = ev.code;
@@ -158,7 +164,13 @@ impl xxnet_event {
         out.lane = ev.lane as u32;
         if let Some(peer) = ev.peer {
             out.peer_port = peer.port();
-            write_ip(&mut out.peer_ip, peer.ip());
+            match ip_cache {
+                Some((ip, text)) if *ip == peer.ip() => out.peer_ip = *text,
+                _ => {
+                    write_ip(&mut out.peer_ip, peer.ip());
+                    *ip_cache = Some((peer.ip(), out.peer_ip));
+                }
+            }
         }
         if !ev.data.is_empty() {
             out.data = ev.data.as_ptr();
@@ -168,7 +180,7 @@ impl xxnet_event {
     }
 }
 
-fn write_ip(dst: &mut [c_char; 48], ip: std::net::IpAddr) {
+fn write_ip(dst: &mut [c_char; 48], ip: IpAddr) {
     use std::io::Write;
     let mut buf = [0u8; 47];
     let mut cursor = std::io::Cursor::new(&mut buf[..]);

@@ -661,7 +661,9 @@ impl Reactor {
             HelloDecision::AcceptReplacing => {
                 let p = pid.expect("established implies a peer");
                 if let Some(old) = self.pool.peers[p].active.take() {
-                    // FIXME(rewind_partial): restart a half-encoded message on the new connection.
+                    // The new connection numbers lanes from 1 and restarts a
+                    // half-encoded message from its first part.
+                    self.pool.peers[p].outbound.restart_sequences();
                     self.close_conn(old, XXNET_E_DUPLICATE_CONN);
                 }
             }

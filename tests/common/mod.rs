@@ -404,6 +404,64 @@ pub fn hello_frame(instance: u64, nonce: u64, listen: Option<SocketAddr>) -> Vec
     frame(T_HELLO, 0, 0, 0, 0, &body)
 }
 
+/// A whole HELLO_ACK frame (§3).
+pub fn hello_ack_frame(status: u8, instance: u64, abandoned: u64, listen: Option<SocketAddr>) -> Vec<u8> {
+    let mut body = vec![status];
+    body.extend_from_slice(&instance.to_le_bytes());
+    body.extend_from_slice(&abandoned.to_le_bytes());
+    push_addr(&mut body, listen);
+    frame(T_HELLO_ACK, 0, 0, 0, 0, &body)
+}
+
+/// A frame read off a raw socket.
+#[derive(Debug)]
+pub struct RawFrame {
+    pub kind: u8,
+    pub flags: u8,
+    pub lane: u8,
+    pub msg_id: u32,
+    pub seq: u32,
+    pub body: Vec<u8>,
+}
+
+/// A parsed HELLO body.
+#[derive(Debug)]
+pub struct HelloBody {
+    pub instance: u64,
+    pub nonce: u64,
+    pub listen_port: u16,
+    pub listen_ip: Vec<u8>,
+}
+
+impl HelloBody {
+    pub fn parse(b: &[u8]) -> HelloBody {
+        assert!(b.len() >= 19, "HELLO body too short: {b:?}");
+        let ip_len = b[18] as usize;
+        assert!(matches!(ip_len, 0 | 4 | 16) && b.len() >= 19 + ip_len, "HELLO ip_len");
+        HelloBody {
+            instance: u64::from_le_bytes(b[0..8].try_into().unwrap()),
+            nonce: u64::from_le_bytes(b[8..16].try_into().unwrap()),
+            listen_port: u16::from_le_bytes(b[16..18].try_into().unwrap()),
+            listen_ip: b[19..19 + ip_len].to_vec(),
+        }
+    }
+}
+
+impl Ack {
+    pub fn parse(b: &[u8]) -> Ack {
+        assert!(b.len() >= 20, "HELLO_ACK body too short: {b:?}");
+        let ip_len = b[19] as usize;
+        assert!(matches!(ip_len, 0 | 4 | 16) && b.len() >= 20 + ip_len, "HELLO_ACK ip_len");
+        Ack {
+            status: b[0],
+            instance: u64::from_le_bytes(b[1..9].try_into().unwrap()),
+            abandoned_nonce: u64::from_le_bytes(b[9..17].try_into().unwrap()),
+            listen_port: u16::from_le_bytes(b[17..19].try_into().unwrap()),
+            listen_ip: b[20..20 + ip_len].to_vec(),
+        }
+    }
+}
+
 /// A random-enough instance id for a raw client.
 pub fn random_instance() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -443,6 +501,33 @@ impl Raw {
         Raw { s }
     }
 
+    /// Connects to any address.
+    pub fn connect_to(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("raw connect");
+        s.set_nodelay(true).unwrap();
+        Raw { s }
+    }
+
+    /// Accepts one connection on `l` within `timeout`.
+    pub fn accept(l: &std::net::TcpListener, timeout: Duration) -> Raw {
+        l.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            match l.accept() {
+                Ok((s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_nodelay(true).unwrap();
+                    return Raw { s };
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no connection to accept");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+
     pub fn local_port(&self) -> u16 {
         self.s.local_addr().unwrap().port()
     }
@@ -474,35 +559,62 @@ impl Raw {
         Ok(buf)
     }
 
-    /// Sends preface + HELLO (listening nowhere), reads the acceptor's preface and HELLO_ACK.
-    pub fn handshake(&mut self) -> Ack {
-        let mut out = PREFACE.to_vec();
-        out.extend(hello_frame(random_instance(), 1, None));
-        self.write(&out);
+    /// Reads and checks the peer's 8-byte preface.
+    pub fn read_preface(&mut self) {
         let pre = self
             .read_exact_within(8, Duration::from_secs(5))
-            .expect("server preface");
-        assert_eq!(pre, PREFACE, "server preface");
-        let h = self
-            .read_exact_within(16, Duration::from_secs(5))
-            .expect("HELLO_ACK header");
+            .expect("peer preface");
+        assert_eq!(pre, PREFACE, "peer preface");
+    }
+
+    /// Reads one whole frame within `timeout`.
+    pub fn read_frame(&mut self, timeout: Duration) -> std::io::Result<RawFrame> {
+        let h = self.read_exact_within(16, timeout)?;
         let body_len = u32::from_le_bytes(h[0..4].try_into().unwrap()) as usize;
-        assert_eq!(h[4], T_HELLO_ACK, "first server frame is HELLO_ACK: {h:?}");
-        assert!(
-            (19..=4096).contains(&body_len),
-            "HELLO_ACK body_len {body_len}"
-        );
-        let b = self
-            .read_exact_within(body_len, Duration::from_secs(5))
-            .expect("HELLO_ACK body");
-        let ip_len = b[19] as usize;
-        Ack {
-            status: b[0],
-            instance: u64::from_le_bytes(b[1..9].try_into().unwrap()),
-            abandoned_nonce: u64::from_le_bytes(b[9..17].try_into().unwrap()),
-            listen_port: u16::from_le_bytes(b[17..19].try_into().unwrap()),
-            listen_ip: b[20..20 + ip_len.min(b.len() - 20)].to_vec(),
+        assert!(body_len <= (1 << 20) + 64, "frame body_len {body_len}");
+        assert_eq!(h[7], 0, "reserved header byte");
+        let body = self.read_exact_within(body_len, timeout)?;
+        Ok(RawFrame {
+            kind: h[4],
+            flags: h[5],
+            lane: h[6],
+            msg_id: u32::from_le_bytes(h[8..12].try_into().unwrap()),
+            seq: u32::from_le_bytes(h[12..16].try_into().unwrap()),
+            body,
+        })
+    }
+
+    /// Reads frames until one of `kind` comes (skipping PING/PONG).
+    pub fn read_frame_of(&mut self, kind: u8, timeout: Duration) -> RawFrame {
+        for _ in 0..1000 {
+            let f = self
+                .read_frame(timeout)
+                .unwrap_or_else(|e| panic!("waiting for frame type {kind}: {e}"));
+            if f.kind == kind {
+                return f;
+            }
+            assert!(
+                f.kind == T_PING || f.kind == T_PONG,
+                "waiting for frame type {kind}, got {f:?}"
+            );
         }
+        panic!("no frame of type {kind}");
+    }
+
+    /// Sends preface + HELLO (`nonce`, announcing `listen`), reads the acceptor's preface and HELLO_ACK.
+    pub fn handshake_as(&mut self, instance: u64, nonce: u64, listen: Option<SocketAddr>) -> Ack {
+        let mut out = PREFACE.to_vec();
+        out.extend(hello_frame(instance, nonce, listen));
+        self.write(&out);
+        self.read_preface();
+        let f = self.read_frame(Duration::from_secs(5)).expect("HELLO_ACK");
+        assert_eq!(f.kind, T_HELLO_ACK, "first frame from the acceptor: {f:?}");
+        Ack::parse(&f.body)
+    }
+
+    /// Sends preface + HELLO (listening nowhere), reads the acceptor's preface and HELLO_ACK.
+    pub fn handshake(&mut self) -> Ack {
+        self.handshake_as(random_instance(), 1, None)
     }
 
     /// Waits until the peer closes: returns the time it took, or None if still

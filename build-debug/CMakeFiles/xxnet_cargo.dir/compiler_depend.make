@@ -1,0 +1,2 @@
+# Empty custom commands generated dependencies file for xxnet_cargo.
+# This may be replaced when dependencies are built.

@@ -1,0 +1,2 @@
+# Empty compiler generated dependencies file for header_c11.
+# This may be replaced when dependencies are built.

@@ -1,0 +1,2 @@
+# Empty compiler generated dependencies file for xxnet_node.
+# This may be replaced when dependencies are built.

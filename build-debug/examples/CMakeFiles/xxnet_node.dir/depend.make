@@ -1,0 +1,2 @@
+# Empty dependencies file for xxnet_node.
+# This may be replaced when dependencies are built.
