@@ -79,7 +79,10 @@ fn unexpected(e: &xxnet_event, who: &str) -> ! {
 fn listen(ctx: &Ctx) -> u16 {
     let ip = CString::new("127.0.0.1").unwrap();
     let mut port = 0u16;
-    check(xxnet_listen(ctx.0, ip.as_ptr(), 0, &mut port), "xxnet_listen");
+    check(
+        xxnet_listen(ctx.0, ip.as_ptr(), 0, &mut port),
+        "xxnet_listen",
+    );
     port
 }
 
@@ -213,13 +216,15 @@ fn throughput_run(size: usize, n: u64) -> Run {
                 // Bounded in-flight window.
                 while i - received.load(Ordering::Acquire) >= window {
                     if start.elapsed() > SEND_CAP + DRAIN_CAP {
-                        panic!("receiver stalled at {} of {i}", received.load(Ordering::Acquire));
+                        panic!(
+                            "receiver stalled at {} of {i}",
+                            received.load(Ordering::Acquire)
+                        );
                     }
                     std::thread::yield_now();
                 }
                 buf[..8].copy_from_slice(&i.to_le_bytes());
-                let rc =
-                    xxnet_send_ex(a.0, ip.as_ptr(), port, buf.as_ptr(), buf.len(), &opts);
+                let rc = xxnet_send_ex(a.0, ip.as_ptr(), port, buf.as_ptr(), buf.len(), &opts);
                 match rc {
                     XXNET_OK => {
                         i += 1;
@@ -256,13 +261,7 @@ fn throughput(size: usize, n: u64, label: &str) {
     let mut runs: Vec<Run> = (0..3).map(|_| throughput_run(size, n)).collect();
     let all: Vec<String> = runs
         .iter()
-        .map(|r| {
-            format!(
-                "{:.0}{}",
-                r.rate(),
-                if r.capped { " (capped)" } else { "" }
-            )
-        })
+        .map(|r| format!("{:.0}{}", r.rate(), if r.capped { " (capped)" } else { "" }))
         .collect();
     runs.sort_by(|x, y| x.rate().total_cmp(&y.rate()));
     let m = &runs[1];
@@ -336,7 +335,10 @@ fn round_trip(warm: usize, n: usize) {
         );
         let deadline = t + Duration::from_secs(10);
         'wait: loop {
-            assert!(Instant::now() < deadline, "round trip {i}: no echo within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "round trip {i}: no echo within 10 s"
+            );
             let k = xxnet_poll_recv(a.0, ev.as_mut_ptr(), ev.len(), 100);
             for e in &ev[..k] {
                 match e.kind {

@@ -238,6 +238,21 @@ bool poll_until(Ctx& c, Pred pred, ms timeout = kWait) {
   return poll_until({&c}, pred, timeout);
 }
 
+/// Stats once they satisfy `pred` (or the last read after `timeout`). Counters
+/// are published by the reactor thread; tests whose subject is not the
+/// counters' timing use this (Stats.CountersAgreeWithEventsAlreadyPolled is
+/// the test that they never lag behind polled events).
+template <class Pred>
+xxnet_stats_t settled_stats(Ctx& c, Pred pred, ms timeout = 1000ms) {
+  xxnet_stats_t s = c.stats();
+  const auto deadline = Clock::now() + timeout;
+  for (int round = 0; round < kMaxRounds && !pred(s) && Clock::now() < deadline; ++round) {
+    std::this_thread::sleep_for(1ms);
+    s = c.stats();
+  }
+  return s;
+}
+
 /// Keeps polling for `d` (to see that something does NOT happen, or to drain).
 inline void poll_for(std::initializer_list<Ctx*> ctxs, ms d) {
   poll_until(ctxs, [] { return false; }, d);

@@ -65,7 +65,10 @@ fn smaller_node_refuses_incoming_while_its_attempt_is_pending() {
     s1.read_preface();
     let hello = HelloBody::parse(&s1.read_frame_of(T_HELLO, T).body);
     assert_ne!(hello.nonce, 0, "{hello:?}");
-    assert_eq!((hello.listen_port, hello.listen_ip.as_slice()), (pn, &[127, 0, 0, 1][..]));
+    assert_eq!(
+        (hello.listen_port, hello.listen_ip.as_slice()),
+        (pn, &[127, 0, 0, 1][..])
+    );
 
     // P's own attempt crosses: the node (smaller) refuses it.
     let mut c2 = Raw::connect_to(addr("127.0.0.1", pn));
@@ -87,7 +90,10 @@ fn smaller_node_refuses_incoming_while_its_attempt_is_pending() {
     // Rule 2: a late HELLO carrying the abandoned nonce is refused; the connection stays.
     let mut late = Raw::connect_to(addr("127.0.0.1", pn));
     let ack = late.handshake_as(instance, 77, Some(pa));
-    assert_eq!(ack.status, 1, "late HELLO with the abandoned nonce: {ack:?}");
+    assert_eq!(
+        ack.status, 1,
+        "late HELLO with the abandoned nonce: {ack:?}"
+    );
     assert!(late.wait_closed(T).is_some());
     node.send_ok("127.0.0.2", pa.port(), 0, 2, b"m2");
     assert_eq!(
@@ -100,16 +106,29 @@ fn smaller_node_refuses_incoming_while_its_attempt_is_pending() {
     no_failures(&node);
     let c = node.of_kind(XXNET_EVENT_CONNECTED);
     assert_eq!(c.len(), 1, "{}", dump_log(&node.log));
-    assert_eq!((c[0].id, c[0].peer_ip.as_str(), c[0].peer_port), (1, "127.0.0.2", pa.port()));
-    assert!(node.of_kind(XXNET_EVENT_DISCONNECTED).is_empty(), "{}", dump_log(&node.log));
+    assert_eq!(
+        (c[0].id, c[0].peer_ip.as_str(), c[0].peer_port),
+        (1, "127.0.0.2", pa.port())
+    );
+    assert!(
+        node.of_kind(XXNET_EVENT_DISCONNECTED).is_empty(),
+        "{}",
+        dump_log(&node.log)
+    );
     let s = node.stats_until(Duration::from_secs(1), |s| s.open_connections == 1);
     assert_eq!(s.open_connections, 1);
 
     // Rule 3: a HELLO with a fresh nonce means P lost its connection: it replaces the old one.
     let mut c4 = Raw::connect_to(addr("127.0.0.1", pn));
     let ack = c4.handshake_as(instance, 78, Some(pa));
-    assert_eq!(ack.status, 0, "a fresh HELLO replaces the connection: {ack:?}");
-    assert!(s1.wait_closed(T).is_some(), "the replaced connection is closed");
+    assert_eq!(
+        ack.status, 0,
+        "a fresh HELLO replaces the connection: {ack:?}"
+    );
+    assert!(
+        s1.wait_closed(T).is_some(),
+        "the replaced connection is closed"
+    );
     node.send_ok("127.0.0.2", pa.port(), 0, 3, b"m3");
     assert_eq!(
         data_frame(&c4.read_frame_of(T_DATA, T)),
@@ -123,7 +142,10 @@ fn smaller_node_refuses_incoming_while_its_attempt_is_pending() {
     }));
     let c = node.of_kind(XXNET_EVENT_CONNECTED);
     assert_eq!(c.len(), 2, "{}", dump_log(&node.log));
-    assert_eq!((c[1].id, c[1].peer_ip.as_str(), c[1].peer_port), (0, "127.0.0.2", pa.port()));
+    assert_eq!(
+        (c[1].id, c[1].peer_ip.as_str(), c[1].peer_port),
+        (0, "127.0.0.2", pa.port())
+    );
     no_failures(&node);
 }
 
@@ -146,14 +168,23 @@ fn larger_node_accepts_incoming_and_abandons_its_attempt() {
     let mut s1 = Raw::accept(&pl, T);
     s1.read_preface();
     let hello = HelloBody::parse(&s1.read_frame_of(T_HELLO, T).body);
-    assert_eq!((hello.listen_port, hello.listen_ip.as_slice()), (pn, &[127, 0, 0, 2][..]));
+    assert_eq!(
+        (hello.listen_port, hello.listen_ip.as_slice()),
+        (pn, &[127, 0, 0, 2][..])
+    );
 
     // P's own attempt crosses: the node (larger) accepts it and abandons its own.
     let mut c2 = Raw::connect_to(addr("127.0.0.2", pn));
     let ack = c2.handshake_as(instance, 77, Some(pa));
     assert_eq!(ack.status, 0, "accepted: {ack:?}");
-    assert_eq!(ack.abandoned_nonce, hello.nonce, "names its abandoned attempt: {ack:?}");
-    assert_eq!((ack.listen_port, ack.listen_ip.as_slice()), (pn, &[127, 0, 0, 2][..]));
+    assert_eq!(
+        ack.abandoned_nonce, hello.nonce,
+        "names its abandoned attempt: {ack:?}"
+    );
+    assert_eq!(
+        (ack.listen_port, ack.listen_ip.as_slice()),
+        (pn, &[127, 0, 0, 2][..])
+    );
     assert_eq!(
         data_frame(&c2.read_frame_of(T_DATA, T)),
         (F_FIRST | F_LAST, 5, 1, b"m1".to_vec()),
@@ -175,11 +206,24 @@ fn larger_node_accepts_incoming_and_abandons_its_attempt() {
     no_failures(&node);
     let c = node.of_kind(XXNET_EVENT_CONNECTED);
     assert_eq!(c.len(), 1, "{}", dump_log(&node.log));
-    assert_eq!((c[0].id, c[0].peer_ip.as_str(), c[0].peer_port), (0, "127.0.0.1", pa.port()));
-    assert!(node.of_kind(XXNET_EVENT_DISCONNECTED).is_empty(), "{}", dump_log(&node.log));
+    assert_eq!(
+        (c[0].id, c[0].peer_ip.as_str(), c[0].peer_port),
+        (0, "127.0.0.1", pa.port())
+    );
+    assert!(
+        node.of_kind(XXNET_EVENT_DISCONNECTED).is_empty(),
+        "{}",
+        dump_log(&node.log)
+    );
     let s = node.stats_until(Duration::from_secs(1), |s| s.open_connections == 1);
-    assert_eq!((s.open_connections, s.send_failed_msgs, s.queued_msgs), (1, 0, 0));
-    eprintln!("abandoned attempt: connect_failures = {}", s.connect_failures);
+    assert_eq!(
+        (s.open_connections, s.send_failed_msgs, s.queued_msgs),
+        (1, 0, 0)
+    );
+    eprintln!(
+        "abandoned attempt: connect_failures = {}",
+        s.connect_failures
+    );
 }
 
 #[test]
@@ -207,9 +251,16 @@ fn raw_client_data_and_extensions() {
     raw.write(&frame(T_DATA, F_FIRST, 1, 43, 1, &first));
     raw.write(&frame(T_DATA, 0, 1, 43, 1, &payload[1000..2000]));
     raw.write(&frame(T_DATA, F_LAST, 1, 43, 1, &payload[2000..]));
-    assert!(node.poll_until(T, |log| count_msgs(log) >= 2), "{}", dump_log(&node.log));
+    assert!(
+        node.poll_until(T, |log| count_msgs(log) >= 2),
+        "{}",
+        dump_log(&node.log)
+    );
     let m: Vec<&Ev> = node.messages().collect();
-    assert_eq!((m[0].lane, m[0].msg_id, m[0].payload.as_slice()), (2, 42, &b"whole"[..]));
+    assert_eq!(
+        (m[0].lane, m[0].msg_id, m[0].payload.as_slice()),
+        (2, 42, &b"whole"[..])
+    );
     assert_eq!((m[1].lane, m[1].msg_id), (1, 43));
     assert!(m[1].payload == payload, "reassembled payload");
     let conn = m[0].conn;

@@ -17,17 +17,32 @@ fn cycle() {
     let pb = b.listen("127.0.0.1");
     let big = pattern(200_000, 1);
     for i in 0..100u32 {
-        a.send_ok("127.0.0.1", pb, i % 2, i, if i % 10 == 0 { &big } else { b"x" });
+        a.send_ok(
+            "127.0.0.1",
+            pb,
+            i % 2,
+            i,
+            if i % 10 == 0 { &big } else { b"x" },
+        );
     }
-    assert!(b.poll_until(WAIT, |log| count_msgs(log) >= 100), "A→B traffic");
+    assert!(
+        b.poll_until(WAIT, |log| count_msgs(log) >= 100),
+        "A→B traffic"
+    );
     for i in 0..100u32 {
         b.send_ok("127.0.0.1", pa, i % 2, i, b"y");
     }
-    assert!(a.poll_until(WAIT, |log| count_msgs(log) >= 100), "B→A traffic");
+    assert!(
+        a.poll_until(WAIT, |log| count_msgs(log) >= 100),
+        "B→A traffic"
+    );
     // A stranger connects and is thrown out.
     let mut raw = Raw::connect(pa);
     raw.write(b"nope");
-    assert!(raw.wait_closed(Duration::from_secs(2)).is_some(), "stranger closed");
+    assert!(
+        raw.wait_closed(Duration::from_secs(2)).is_some(),
+        "stranger closed"
+    );
     drop(raw);
     // A failed connect (nothing listens on that port).
     let dead = {

@@ -19,11 +19,14 @@ fn free_while_streaming_returns_within_1s() {
     let payload = pattern(256, 1);
     // Connect one way first so the stream starts at once.
     a.send_ok("127.0.0.1", pb, 0, 0, &payload);
-    assert!(b.poll_until(WAIT, |log| count_msgs(log) >= 1), "first message");
+    assert!(
+        b.poll_until(WAIT, |log| count_msgs(log) >= 1),
+        "first message"
+    );
     let t = Instant::now();
     for i in 1..N {
-        a.send_ok("127.0.0.1", pb, (i % 2) as u32, i, &payload);
-        b.send_ok("127.0.0.1", pa, (i % 2) as u32, i, &payload);
+        a.send_ok("127.0.0.1", pb, i % 2, i, &payload);
+        b.send_ok("127.0.0.1", pa, i % 2, i, &payload);
     }
     eprintln!("queued 2 x {N} messages of 256 B in {:.2?}", t.elapsed());
     // Traffic is flowing both ways.
@@ -50,8 +53,14 @@ fn free_while_streaming_returns_within_1s() {
     b.free();
     let took_b = t.elapsed();
     eprintln!("xxnet_free under load: A {took_a:.2?}, B {took_b:.2?}");
-    assert!(took_a < Duration::from_secs(1), "xxnet_free(A) took {took_a:?}");
-    assert!(took_b < Duration::from_secs(1), "xxnet_free(B) took {took_b:?}");
+    assert!(
+        took_a < Duration::from_secs(1),
+        "xxnet_free(A) took {took_a:?}"
+    );
+    assert!(
+        took_b < Duration::from_secs(1),
+        "xxnet_free(B) took {took_b:?}"
+    );
 }
 
 #[test]
@@ -67,7 +76,10 @@ fn reactor_panic_makes_context_unusable() {
     a.listen("127.0.0.1");
     // An established connection, so the reactor owns live sockets when it dies.
     a.send_ok("127.0.0.1", pp, 0, 1, b"hello");
-    assert!(peer.poll_until(WAIT, |log| count_msgs(log) >= 1), "hello arrived");
+    assert!(
+        peer.poll_until(WAIT, |log| count_msgs(log) >= 1),
+        "hello arrived"
+    );
 
     let t = Instant::now();
     context_of(a.ctx)
@@ -86,7 +98,13 @@ fn reactor_panic_makes_context_unusable() {
     assert_eq!(err.code, XXNET_E_INTERNAL, "ERROR code: {err}");
 
     let rc = a.send("127.0.0.1", pp, 0, 2, b"after");
-    assert_eq!(rc, XXNET_E_INTERNAL, "send after the panic: {} {}", rc, strerror(rc));
+    assert_eq!(
+        rc,
+        XXNET_E_INTERNAL,
+        "send after the panic: {} {}",
+        rc,
+        strerror(rc)
+    );
     let rc = a.try_listen("127.0.0.1", 0);
     assert_eq!(rc, Err(XXNET_E_INTERNAL), "listen after the panic");
     // Polling still works (returns nothing more, promptly).
@@ -123,7 +141,10 @@ fn poll_timeouts() {
         let took = t.elapsed();
         eprintln!("poll(50) on an idle context took {took:.2?}");
         assert_eq!(n, 0);
-        assert!(took >= Duration::from_millis(50), "poll(50) returned after {took:?}");
+        assert!(
+            took >= Duration::from_millis(50),
+            "poll(50) returned after {took:?}"
+        );
         assert!(took < Duration::from_millis(200), "poll(50) took {took:?}");
     }
     // max 0 and NULL events return 0 at once.
@@ -131,8 +152,14 @@ fn poll_timeouts() {
     let t = Instant::now();
     assert_eq!(xxnet_poll_recv(a.ctx, ev.as_mut_ptr(), 0, 1000), 0);
     assert_eq!(xxnet_poll_recv(a.ctx, std::ptr::null_mut(), 4, 1000), 0);
-    assert_eq!(xxnet_poll_recv(std::ptr::null_mut(), ev.as_mut_ptr(), 1, 1000), 0);
-    assert!(t.elapsed() < Duration::from_millis(100), "max 0 / NULL polls waited");
+    assert_eq!(
+        xxnet_poll_recv(std::ptr::null_mut(), ev.as_mut_ptr(), 1, 1000),
+        0
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "max 0 / NULL polls waited"
+    );
 
     // A waiting poll wakes up when an event arrives, without waiting out its timeout.
     let b = Node::new();
@@ -141,7 +168,11 @@ fn poll_timeouts() {
     let t = Instant::now();
     let ok = a.poll_until(Duration::from_secs(5), |log| count_msgs(log) >= 1);
     assert!(ok, "message arrived");
-    assert!(t.elapsed() < Duration::from_secs(1), "poll woke up late: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "poll woke up late: {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -198,11 +229,16 @@ fn connect_refused_reports_every_queued_message() {
     }
     assert_eq!(count, 10, "SEND_FAILED count");
     assert_eq!(bytes, total, "SEND_FAILED total bytes");
-    assert_eq!(sf.len(), 1, "one SEND_FAILED covering all 10 queued messages");
+    assert_eq!(
+        sf.len(),
+        1,
+        "one SEND_FAILED covering all 10 queued messages"
+    );
     assert_eq!(failed.len(), sf.len(), "one CONNECT_FAILED per SEND_FAILED");
     assert!(
-        a.log.iter().all(|e| e.kind != XXNET_EVENT_CONNECTED
-            && e.kind != XXNET_EVENT_DISCONNECTED),
+        a.log
+            .iter()
+            .all(|e| e.kind != XXNET_EVENT_CONNECTED && e.kind != XXNET_EVENT_DISCONNECTED),
         "no CONNECTED/DISCONNECTED:\n{}",
         dump_log(&a.log)
     );
@@ -211,6 +247,10 @@ fn connect_refused_reports_every_queued_message() {
     assert_eq!(s.send_failed_msgs, 10, "stats send_failed_msgs");
     assert_eq!(s.queued_msgs, 0, "stats queued_msgs");
     assert_eq!(s.queued_bytes, 0, "stats queued_bytes");
-    assert_eq!(s.connect_failures, failed.len() as u64, "stats connect_failures");
+    assert_eq!(
+        s.connect_failures,
+        failed.len() as u64,
+        "stats connect_failures"
+    );
     assert_eq!(s.open_connections, 0, "stats open_connections");
 }

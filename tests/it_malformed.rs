@@ -39,10 +39,15 @@ impl Harness {
         };
         // Connect from the good peer first (the simultaneous-connect race is
         // tested in it_pool_race), then talk both ways.
-        h.good.send_ok("127.0.0.1", ps, 0, 0, &good_payload(b'G', 0));
+        h.good
+            .send_ok("127.0.0.1", ps, 0, 0, &good_payload(b'G', 0));
         h.to_server = 1;
         let ok = h.server.poll_until(WAIT, |log| count_msgs(log) >= 1);
-        assert!(ok, "server: first good message missing:\n{}", dump_log(&h.server.log));
+        assert!(
+            ok,
+            "server: first good message missing:\n{}",
+            dump_log(&h.server.log)
+        );
         h.exchange(20);
         h.wait_good_traffic();
         h
@@ -65,9 +70,7 @@ impl Harness {
     /// Waits until everything exchanged so far arrived, then checks it.
     fn wait_good_traffic(&mut self) {
         let n = self.to_server as usize;
-        let ok = self
-            .server
-            .poll_until(WAIT, |log| count_msgs(log) >= n);
+        let ok = self.server.poll_until(WAIT, |log| count_msgs(log) >= n);
         assert!(
             ok,
             "server: good peer's messages missing:\n{}",

@@ -169,6 +169,11 @@ fn check_side(round: usize, side: &Side, peer_name: &str, mixed: bool) -> u64 {
 }
 
 fn race(mixed: bool) {
+    race_on(mixed, "127.0.0.1")
+}
+
+/// The race; A listens on `a_ip` (B always sends to 127.0.0.1).
+fn race_on(mixed: bool, a_ip: &str) {
     let start = Instant::now();
     let mut double_tcp = 0usize;
     let mut losers_seen = 0usize;
@@ -176,7 +181,7 @@ fn race(mixed: bool) {
     for round in 0..ROUNDS {
         let a = Node::new();
         let b = Node::new();
-        let pa = a.listen("127.0.0.1");
+        let pa = a.listen(a_ip);
         let pb = b.listen("127.0.0.1");
         let barrier = Arc::new(Barrier::new(2));
         let done = Arc::new(AtomicUsize::new(0));
@@ -215,7 +220,7 @@ fn race(mixed: bool) {
         }
     }
     eprintln!(
-        "pool race (lanes {}): {ROUNDS} rounds in {:.2?}; two simultaneous TCP connections in {double_tcp}/{ROUNDS} rounds; events with XXNET_E_DUPLICATE_CONN: {losers_seen}; CONNECT_FAILED events: {connect_failed}",
+        "pool race (lanes {}, A on {a_ip}): {ROUNDS} rounds in {:.2?}; two simultaneous TCP connections in {double_tcp}/{ROUNDS} rounds; events with XXNET_E_DUPLICATE_CONN: {losers_seen}; CONNECT_FAILED events: {connect_failed}",
         if mixed { "0+1" } else { "0" },
         start.elapsed()
     );
@@ -229,4 +234,91 @@ fn simultaneous_sends_keep_one_connection() {
 #[test]
 fn simultaneous_sends_keep_one_connection_mixed_lanes() {
     race(true);
+}
+
+#[test]
+fn simultaneous_sends_keep_one_connection_wildcard_listener() {
+    race_on(false, "0.0.0.0");
+}
+
+/// Four nodes all sending to each other at once: one connection per pair.
+#[test]
+fn mesh_of_four_keeps_one_connection_per_pair() {
+    const NODES: usize = 4;
+    const M: u32 = 50;
+    let start = Instant::now();
+    for round in 0..10 {
+        let nodes: Vec<Node> = (0..NODES).map(|_| Node::new()).collect();
+        let ports: Vec<u16> = nodes.iter().map(|n| n.listen("127.0.0.1")).collect();
+        let barrier = Arc::new(Barrier::new(NODES));
+        let done = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(me, mut node)| {
+                let (barrier, done, ports) = (barrier.clone(), done.clone(), ports.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for i in 0..M {
+                        for (j, &p) in ports.iter().enumerate() {
+                            if j != me {
+                                let mut body = (me as u32).to_le_bytes().to_vec();
+                                body.extend_from_slice(&i.to_le_bytes());
+                                node.send_ok("127.0.0.1", p, 0, i, &body);
+                            }
+                        }
+                    }
+                    let want = (NODES - 1) * M as usize;
+                    let got_all = node.poll_until(WAIT, |log| count_msgs(log) >= want);
+                    done.fetch_add(1, Ordering::AcqRel);
+                    let deadline = Instant::now() + WAIT;
+                    while done.load(Ordering::Acquire) < NODES && Instant::now() < deadline {
+                        node.poll(5);
+                    }
+                    node.poll_for(Duration::from_millis(50));
+                    let s = node.stats();
+                    (got_all, s, node)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("node thread"))
+            .collect();
+        for (me, (got_all, s, node)) in results.iter().enumerate() {
+            let ctx = format!("round {round} node {me}:\n{}", dump_log(&node.log));
+            assert!(got_all, "not all messages arrived; {ctx}");
+            // Per sender: exactly once, in order, on one connection.
+            for from in (0..NODES).filter(|&j| j != me) {
+                let msgs: Vec<&Ev> = node
+                    .messages()
+                    .filter(|e| {
+                        u32::from_le_bytes(e.payload[0..4].try_into().unwrap()) == from as u32
+                    })
+                    .collect();
+                let ids: Vec<u32> = msgs.iter().map(|e| e.msg_id).collect();
+                assert_eq!(ids, (0..M).collect::<Vec<_>>(), "from node {from}; {ctx}");
+                assert!(
+                    msgs.iter().all(|e| e.conn == msgs[0].conn),
+                    "one connection from {from}; {ctx}"
+                );
+                assert_eq!(msgs[0].peer_port, ports[from], "peer_port of {from}; {ctx}");
+            }
+            let connected = node.of_kind(XXNET_EVENT_CONNECTED).len();
+            let disconnected = node.of_kind(XXNET_EVENT_DISCONNECTED).len();
+            assert_eq!(
+                connected - disconnected,
+                NODES - 1,
+                "live connections; {ctx}"
+            );
+            assert_eq!(
+                s.open_connections,
+                (NODES - 1) as u64,
+                "open_connections; {ctx}"
+            );
+            assert_eq!((s.send_failed_msgs, s.queued_msgs), (0, 0), "{ctx}");
+        }
+        drop(results);
+    }
+    eprintln!("mesh of {NODES}: 10 rounds in {:.2?}", start.elapsed());
 }

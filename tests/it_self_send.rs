@@ -42,7 +42,10 @@ fn self_send(listen_ip: &str) {
         dump_log(&a.log)
     );
     let ids: Vec<u32> = a.messages().map(|e| e.msg_id).collect();
-    assert!(ids.iter().enumerate().all(|(i, &id)| id == i as u32), "in order: {ids:?}");
+    assert!(
+        ids.iter().enumerate().all(|(i, &id)| id == i as u32),
+        "in order: {ids:?}"
+    );
 }
 
 #[test]

@@ -45,11 +45,28 @@ fn round_trip_sizes(sender_fragment: u32, receiver_fragment: u32, sizes: &[usize
             );
         }
     }
-    assert!(b.of_kind(XXNET_EVENT_DISCONNECTED).is_empty(), "{}", dump_log(&b.log));
+    assert!(
+        b.of_kind(XXNET_EVENT_DISCONNECTED).is_empty(),
+        "{}",
+        dump_log(&b.log)
+    );
 }
 
 fn sizes_around(f: usize) -> Vec<usize> {
-    vec![0, 1, f - 5, f - 4, f - 1, f, f + 1, f + 4, 2 * f - 1, 2 * f, 2 * f + 1, 3 * f + 7]
+    vec![
+        0,
+        1,
+        f - 5,
+        f - 4,
+        f - 1,
+        f,
+        f + 1,
+        f + 4,
+        2 * f - 1,
+        2 * f,
+        2 * f + 1,
+        3 * f + 7,
+    ]
 }
 
 #[test]

@@ -20,13 +20,20 @@ fn check_announced(w: &mut Node, pw: u16, o: &mut Node, po: u16, want_ip: &str) 
     let m = o.messages().nth(before).unwrap().clone();
     assert_eq!(m.payload, b"from the wildcard node");
     assert_eq!(m.peer_ip, want_ip, "peer_ip of the wildcard node");
-    assert_eq!(m.peer_port, pw, "peer_port is the wildcard node's listen port");
+    assert_eq!(
+        m.peer_port, pw,
+        "peer_port is the wildcard node's listen port"
+    );
     let c = o
         .log
         .iter()
         .find(|e| e.kind == XXNET_EVENT_CONNECTED && e.conn == m.conn)
         .expect("CONNECTED before the message");
-    assert_eq!((c.peer_ip.as_str(), c.peer_port), (want_ip, pw), "CONNECTED peer");
+    assert_eq!(
+        (c.peer_ip.as_str(), c.peer_port),
+        (want_ip, pw),
+        "CONNECTED peer"
+    );
 
     o.send_ok(&m.peer_ip, m.peer_port, 0, 2, b"reply");
     assert!(
@@ -36,7 +43,11 @@ fn check_announced(w: &mut Node, pw: u16, o: &mut Node, po: u16, want_ip: &str) 
     );
     let r = w.messages().next().unwrap();
     assert_eq!(r.payload, b"reply");
-    assert_eq!(w.stats().accepted_connections, 0, "the reply used the pooled connection");
+    assert_eq!(
+        w.stats().accepted_connections,
+        0,
+        "the reply used the pooled connection"
+    );
 }
 
 #[test]

@@ -82,7 +82,8 @@ fn oversized_message_allocates_nothing() {
     let (res, n, _) = measure(|| r.push(&hdr, body2));
     assert_eq!(res, Err(ProtoError::MessageTooLarge(u32::MAX as u64)));
     assert_eq!(n, 0);
-    // A legal multi-part message: exactly one buffer of total_len bytes.
+    // A legal multi-part message: the first part reserves at most
+    // INITIAL_RESERVE, whatever total_len announces.
     let mut r = Reassembler::new(16 << 20);
     let total = 10 << 20;
     let mut body = (total as u32).to_le_bytes().to_vec();
@@ -91,6 +92,13 @@ fn oversized_message_allocates_nothing() {
     let hdr = FrameHeader::data(body.len() as u32, FrameHeader::FIRST, 0, 1, 1);
     let body2 = body.clone();
     let (res, n, largest) = measure(|| r.push(&hdr, body2));
+    assert_eq!(res, Ok(None));
+    assert_eq!((n, largest), (1, Reassembler::INITIAL_RESERVE));
+    // Once that much has really arrived, the rest is reserved exactly once.
+    let part = Bytes::from(vec![0u8; Reassembler::INITIAL_RESERVE]);
+    let part2 = part.clone();
+    let mid = FrameHeader::data(part.len() as u32, 0, 0, 1, 1);
+    let (res, n, largest) = measure(|| r.push(&mid, part2));
     assert_eq!(res, Ok(None));
     assert_eq!((n, largest), (1, total));
 }

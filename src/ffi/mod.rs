@@ -3,6 +3,12 @@
 //! Every export follows the same three steps: a panic boundary
 //! ([`guard`]), null-checked pointer conversion, then a call into safe Rust
 //! (`crate::host`). No protocol logic lives here.
+//!
+//! The exports take raw pointers without being `unsafe fn`: C callers cannot
+//! be made to write `unsafe`, and each export checks for NULL before it
+//! dereferences (the remaining contract, valid non-NULL pointers, is written
+//! in the header). Hence the module-wide allow below, as in rustls-ffi.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod context;
 pub mod types;

@@ -48,7 +48,7 @@ impl xxnet_config {
     ///
     /// # Safety
     /// `advertise_ip` is NULL or a NUL-terminated string.
-    pub(crate) unsafe fn to_config(&self) -> Result<Config, String> {
+    pub(crate) unsafe fn to_config(self) -> Result<Config, String> {
         let advertise_ip = if self.advertise_ip.is_null() {
             None
         } else {

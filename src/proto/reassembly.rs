@@ -46,6 +46,10 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// Most bytes reserved for a multi-part message before its parts arrive;
+    /// the rest of `total_len` is reserved once this much has been received.
+    pub const INITIAL_RESERVE: usize = 1 << 20;
+
     /// A reassembler that refuses messages above `max_message` payload bytes.
     pub fn new(max_message: usize) -> Self {
         Reassembler {
@@ -121,7 +125,9 @@ impl Reassembler {
                     "total_len not larger than the first fragment",
                 ));
             }
-            let mut buf = BytesMut::with_capacity(total);
+            // Reserve at most INITIAL_RESERVE up front: a peer must send real
+            // bytes before we commit memory to the whole announced size.
+            let mut buf = BytesMut::with_capacity(total.min(Self::INITIAL_RESERVE));
             buf.extend_from_slice(frag);
             self.buffered += frag.len();
             lane.last_seq = header.seq;
@@ -146,6 +152,10 @@ impl Reassembler {
         }
         if last && p.buf.len() + body.len() != p.total {
             return Err(ProtoError::BadFrame("parts add up to less than total_len"));
+        }
+        if p.buf.capacity() - p.buf.len() < body.len() {
+            // Past the initial reservation: the rest is announced and checked.
+            p.buf.reserve(p.total - p.buf.len());
         }
         p.buf.extend_from_slice(&body);
         self.buffered += body.len();

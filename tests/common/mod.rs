@@ -405,7 +405,12 @@ pub fn hello_frame(instance: u64, nonce: u64, listen: Option<SocketAddr>) -> Vec
 }
 
 /// A whole HELLO_ACK frame (§3).
-pub fn hello_ack_frame(status: u8, instance: u64, abandoned: u64, listen: Option<SocketAddr>) -> Vec<u8> {
+pub fn hello_ack_frame(
+    status: u8,
+    instance: u64,
+    abandoned: u64,
+    listen: Option<SocketAddr>,
+) -> Vec<u8> {
     let mut body = vec![status];
     body.extend_from_slice(&instance.to_le_bytes());
     body.extend_from_slice(&abandoned.to_le_bytes());
@@ -437,7 +442,10 @@ impl HelloBody {
     pub fn parse(b: &[u8]) -> HelloBody {
         assert!(b.len() >= 19, "HELLO body too short: {b:?}");
         let ip_len = b[18] as usize;
-        assert!(matches!(ip_len, 0 | 4 | 16) && b.len() >= 19 + ip_len, "HELLO ip_len");
+        assert!(
+            matches!(ip_len, 0 | 4 | 16) && b.len() >= 19 + ip_len,
+            "HELLO ip_len"
+        );
         HelloBody {
             instance: u64::from_le_bytes(b[0..8].try_into().unwrap()),
             nonce: u64::from_le_bytes(b[8..16].try_into().unwrap()),
@@ -451,7 +459,10 @@ impl Ack {
     pub fn parse(b: &[u8]) -> Ack {
         assert!(b.len() >= 20, "HELLO_ACK body too short: {b:?}");
         let ip_len = b[19] as usize;
-        assert!(matches!(ip_len, 0 | 4 | 16) && b.len() >= 20 + ip_len, "HELLO_ACK ip_len");
+        assert!(
+            matches!(ip_len, 0 | 4 | 16) && b.len() >= 20 + ip_len,
+            "HELLO_ACK ip_len"
+        );
         Ack {
             status: b[0],
             instance: u64::from_le_bytes(b[1..9].try_into().unwrap()),

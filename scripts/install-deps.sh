@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what building and testing xxnet needs, only when something is
+# missing: cmake, make, g++, pkg-config and GoogleTest (Debian's libgtest-dev).
+# The Rust toolchain (cargo) must already be there. Debian/Ubuntu only (apt-get);
+# runs non-interactively; uses sudo when not root.
+set -euo pipefail
+
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if [ ! -f /usr/include/gtest/gtest.h ] || ! ls /usr/lib/*/cmake/GTest/GTestConfig.cmake /usr/lib/cmake/GTest/GTestConfig.cmake >/dev/null 2>&1; then
+  missing+=(libgtest-dev)
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: missing ${missing[*]}; installing with apt-get"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-deps: apt-get not found; install these yourself: ${missing[*]}" >&2
+    exit 1
+  fi
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+      SUDO=(sudo)
+    else
+      echo "install-deps: not root and no sudo; install these yourself: ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: cmake, make, g++, pkg-config and libgtest-dev are present"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "install-deps: cargo is in ~/.cargo/bin but not on PATH: export PATH=\"\$HOME/.cargo/bin:\$PATH\"" >&2
+  else
+    echo "install-deps: cargo not found; install a Rust toolchain (rustup) first" >&2
+  fi
+  exit 1
+fi
