@@ -629,8 +629,12 @@ impl Reactor {
         let hello = Hello::decode(&frame.body).map_err(|e| self.protocol_error(key, e))?;
         let ours = self.announced(self.local_ip(key));
         let remote = self.conns[key].remote;
-        let Some(theirs) = hello.listen else {
-            // A client that listens nowhere: an anonymous peer, not pooled by address.
+        let pooled = hello.listen.filter(|_| hello.instance != self.instance);
+        let Some(theirs) = pooled else {
+            // A client that listens nowhere, or this very context dialling
+            // its own listen address (a cluster table may list the node
+            // itself): an anonymous peer, not pooled by address. Our own
+            // outgoing connection stays the pooled one for that address.
             let pid = self
                 .pool
                 .insert(Peer::new(remote, self.cfg.fragment_size), None);
