@@ -54,6 +54,16 @@ pub const XXNET_E_SHUTDOWN: c_int = -26;
 pub const XXNET_E_PEER_BUSY: c_int = -27;
 /// The destination is unreachable (no route, network down).
 pub const XXNET_E_UNREACHABLE: c_int = -28;
+/// The peer was silent past idle_timeout_ms (frozen process, half-open connection); its connection was closed.
+pub const XXNET_E_IDLE_TIMEOUT: c_int = -29;
+/// A need-ack message expired before any of it was sent; it will not be sent.
+pub const XXNET_E_EXPIRED_UNSENT: c_int = -30;
+/// A need-ack message was sent but not acknowledged in time; the peer may still receive it.
+pub const XXNET_E_ACK_TIMEOUT: c_int = -31;
+/// The peer restarted (a new instance): the old session ended with it.
+pub const XXNET_E_PEER_RESTARTED: c_int = -32;
+/// The session gave up reconnecting (reconnect_give_up_ms without a connection).
+pub const XXNET_E_GAVE_UP: c_int = -33;
 /// Protocol error: the peer violated the xxnet wire protocol in a way no more specific code names.
 pub const XXNET_E_PROTOCOL: c_int = -40;
 /// Protocol error: the peer does not speak xxnet (wrong connection preface).
@@ -83,6 +93,17 @@ pub const XXNET_EVENT_SEND_FAILED: u32 = 4;
 pub const XXNET_EVENT_CONNECT_FAILED: u32 = 5;
 /// The context hit an internal error (for example a panic on the reactor thread); `code` is XXNET_E_INTERNAL and the context is unusable.
 pub const XXNET_EVENT_ERROR: u32 = 6;
+
+/// A need-ack message was acknowledged by the peer's xxnet: `id` is the id xxnet_send_need_ack returned, `conn` the session.
+pub const XXNET_EVENT_DELIVERED: u32 = 7;
+/// A need-ack message was not acknowledged: `id`, `conn` (0 if no session was ever established), `code` says why (XXNET_E_EXPIRED_UNSENT, XXNET_E_ACK_TIMEOUT, or the reason the session ended).
+pub const XXNET_EVENT_EXPIRED: u32 = 8;
+/// A destination's backlog fell under the low-water mark after a send returned XXNET_E_WOULD_BLOCK: `conn` (for sends by connection) or `peer_ip`/`peer_port` (for sends by address).
+pub const XXNET_EVENT_WRITABLE: u32 = 9;
+/// A session lost its connection and is reconnecting (or waiting for the peer to reconnect); nothing it holds is lost yet. `conn`, peer, `code` says why.
+pub const XXNET_EVENT_LINK_DOWN: u32 = 10;
+/// A session that was LINK_DOWN has a connection again and resent what the peer had not acknowledged: `conn`, peer; `count` is the number of messages resent.
+pub const XXNET_EVENT_LINK_UP: u32 = 11;
 
 /// Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
 pub const XXNET_LANES: u32 = 4;
@@ -122,6 +143,11 @@ pub fn describe_cstr(code: c_int) -> &'static CStr {
         XXNET_E_SHUTDOWN => c"context shutting down",
         XXNET_E_PEER_BUSY => c"peer refused: too many connections",
         XXNET_E_UNREACHABLE => c"destination unreachable",
+        XXNET_E_IDLE_TIMEOUT => c"peer silent past the idle timeout",
+        XXNET_E_EXPIRED_UNSENT => c"need-ack message expired before it was sent",
+        XXNET_E_ACK_TIMEOUT => c"need-ack message sent but not acknowledged in time",
+        XXNET_E_PEER_RESTARTED => c"peer restarted: its session ended",
+        XXNET_E_GAVE_UP => c"gave up reconnecting",
         XXNET_E_PROTOCOL => c"protocol error",
         XXNET_E_BAD_PREFACE => c"protocol error: peer does not speak xxnet",
         XXNET_E_BAD_VERSION => c"protocol error: unsupported protocol version",
@@ -186,6 +212,11 @@ mod tests {
             XXNET_E_SHUTDOWN,
             XXNET_E_PEER_BUSY,
             XXNET_E_UNREACHABLE,
+            XXNET_E_IDLE_TIMEOUT,
+            XXNET_E_EXPIRED_UNSENT,
+            XXNET_E_ACK_TIMEOUT,
+            XXNET_E_PEER_RESTARTED,
+            XXNET_E_GAVE_UP,
             XXNET_E_PROTOCOL,
             XXNET_E_BAD_PREFACE,
             XXNET_E_BAD_VERSION,

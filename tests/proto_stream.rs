@@ -43,6 +43,7 @@ fn payload(len: usize, tag: u32) -> Bytes {
 
 fn hello() -> Hello {
     Hello {
+        sync: Default::default(),
         instance: 0x1111,
         nonce: 0x2222,
         listen: Some("127.0.0.1:9000".parse().unwrap()),

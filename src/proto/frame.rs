@@ -36,6 +36,8 @@ pub enum FrameType {
     Pong = 5,
     /// The sender closes; body: 4-byte `XXNET_E_*` code.
     GoAway = 6,
+    /// Cumulative acknowledgement: last delivered seq per lane.
+    Ack = 7,
 }
 
 impl FrameType {
@@ -49,6 +51,7 @@ impl FrameType {
             4 => FrameType::Ping,
             5 => FrameType::Pong,
             6 => FrameType::GoAway,
+            7 => FrameType::Ack,
             _ => return None,
         })
     }
@@ -60,8 +63,9 @@ impl FrameType {
     #[inline]
     pub fn min_body(self) -> u32 {
         match self {
-            FrameType::Hello => 19,
-            FrameType::HelloAck => 20,
+            FrameType::Hello => 19 + 32,
+            FrameType::HelloAck => 20 + 32,
+            FrameType::Ack => 16,
             FrameType::Data => 0,
             FrameType::Ping | FrameType::Pong => 8,
             FrameType::GoAway => 4,

@@ -12,6 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Connector's first frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
+    /// Session state the connector brings (docs/PROTOCOL.md §5).
+    pub sync: SessionSync,
     /// Random id of the sending context, new at every start.
     pub instance: u64,
     /// Id of this connect attempt; never 0.
@@ -55,6 +57,68 @@ pub struct HelloAck {
     pub abandoned_nonce: u64,
     /// The acceptor's announced listen address; `None` if it listens nowhere.
     pub listen: Option<SocketAddr>,
+    /// Session state the acceptor answers with (docs/PROTOCOL.md §5).
+    pub sync: SessionSync,
+}
+
+/// Session state exchanged in the handshake (32 bytes on the wire), so both
+/// sides resume a session across connections without loss or duplicates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionSync {
+    /// Id of the sender's current send session (its sequence space).
+    pub send_id: u64,
+    /// The peer's send-session id this side's receive state belongs to (0: none).
+    pub recv_id: u64,
+    /// Last sequence number delivered per lane in that receive state (0: none).
+    pub delivered: [u32; FrameHeader::LANES],
+}
+
+impl SessionSync {
+    /// Bytes on the wire.
+    pub const LEN: usize = 32;
+
+    fn put(&self, out: &mut BytesMut) {
+        out.put_u64_le(self.send_id);
+        out.put_u64_le(self.recv_id);
+        for d in self.delivered {
+            out.put_u32_le(d);
+        }
+    }
+
+    fn get(b: &[u8]) -> SessionSync {
+        let mut delivered = [0u32; FrameHeader::LANES];
+        for (i, d) in delivered.iter_mut().enumerate() {
+            let at = 16 + 4 * i;
+            *d = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        }
+        SessionSync {
+            send_id: u64_at(b, 0),
+            recv_id: u64_at(b, 8),
+            delivered,
+        }
+    }
+}
+
+/// Appends an ACK frame: the last delivered sequence number per lane.
+pub fn encode_ack(delivered: &[u32; FrameHeader::LANES], out: &mut BytesMut) {
+    out.reserve(FrameHeader::LEN + 16);
+    out.put_slice(&FrameHeader::control(FrameType::Ack, 16).to_bytes());
+    for d in delivered {
+        out.put_u32_le(*d);
+    }
+}
+
+/// Parses an ACK body (trailing bytes ignored).
+pub fn decode_ack(body: &[u8]) -> Result<[u32; FrameHeader::LANES], ProtoError> {
+    if body.len() < 16 {
+        return Err(ProtoError::BadFrame("ACK body too short"));
+    }
+    let mut d = [0u32; FrameHeader::LANES];
+    for (i, v) in d.iter_mut().enumerate() {
+        let at = 4 * i;
+        *v = u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+    }
+    Ok(d)
 }
 
 /// Wire form of an announced address: port, ip_len, ip bytes.
@@ -126,18 +190,19 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 impl Hello {
     /// Fixed part of the body: instance, nonce, listen_port, ip_len.
-    pub const MIN_BODY: usize = 19;
+    pub const MIN_BODY: usize = 19 + SessionSync::LEN;
 
     /// Appends the whole frame (header + body).
     ///
     /// `listen` with port 0 is sent as "listens nowhere" (port 0, no
     /// address). IPv6 flow info and scope id are not sent.
     pub fn encode(&self, out: &mut BytesMut) {
-        let body_len = 16 + listen_len(&self.listen);
+        let body_len = 16 + SessionSync::LEN + listen_len(&self.listen);
         out.reserve(FrameHeader::LEN + body_len);
         out.put_slice(&FrameHeader::control(FrameType::Hello, body_len as u32).to_bytes());
         out.put_u64_le(self.instance);
         out.put_u64_le(self.nonce);
+        self.sync.put(out);
         put_listen(out, &self.listen);
     }
 
@@ -154,8 +219,10 @@ impl Hello {
         if nonce == 0 {
             return Err(ProtoError::BadFrame("HELLO nonce is 0"));
         }
-        let listen = get_listen(&body[16..])?;
+        let sync = SessionSync::get(&body[16..]);
+        let listen = get_listen(&body[16 + SessionSync::LEN..])?;
         Ok(Hello {
+            sync,
             instance,
             nonce,
             listen,
@@ -165,18 +232,19 @@ impl Hello {
 
 impl HelloAck {
     /// Fixed part of the body: status, instance, abandoned_nonce, listen_port, ip_len.
-    pub const MIN_BODY: usize = 20;
+    pub const MIN_BODY: usize = 20 + SessionSync::LEN;
 
     /// Appends the whole frame (header + body).
     ///
     /// `listen` with port 0 is sent as "listens nowhere".
     pub fn encode(&self, out: &mut BytesMut) {
-        let body_len = 17 + listen_len(&self.listen);
+        let body_len = 17 + SessionSync::LEN + listen_len(&self.listen);
         out.reserve(FrameHeader::LEN + body_len);
         out.put_slice(&FrameHeader::control(FrameType::HelloAck, body_len as u32).to_bytes());
         out.put_u8(self.status as u8);
         out.put_u64_le(self.instance);
         out.put_u64_le(self.abandoned_nonce);
+        self.sync.put(out);
         put_listen(out, &self.listen);
     }
 
@@ -192,12 +260,14 @@ impl HelloAck {
             AckStatus::from_u8(body[0]).ok_or(ProtoError::BadFrame("unknown HELLO_ACK status"))?;
         let instance = u64_at(body, 1);
         let abandoned_nonce = u64_at(body, 9);
-        let listen = get_listen(&body[17..])?;
+        let sync = SessionSync::get(&body[17..]);
+        let listen = get_listen(&body[17 + SessionSync::LEN..])?;
         Ok(HelloAck {
             status,
             instance,
             abandoned_nonce,
             listen,
+            sync,
         })
     }
 }
@@ -270,6 +340,7 @@ mod tests {
     fn hello_round_trip() {
         for listen in addrs() {
             let h = Hello {
+                sync: Default::default(),
                 instance: 0x0102_0304_0506_0708,
                 nonce: u64::MAX,
                 listen,
@@ -298,6 +369,7 @@ mod tests {
         for status in [AckStatus::Accepted, AckStatus::Duplicate, AckStatus::Busy] {
             for listen in addrs() {
                 let a = HelloAck {
+                    sync: Default::default(),
                     status,
                     instance: 5,
                     abandoned_nonce: 0,
@@ -321,22 +393,24 @@ mod tests {
     #[test]
     fn hello_exact_layout() {
         let h = Hello {
+            sync: Default::default(),
             instance: 1,
             nonce: 2,
             listen: Some("1.2.3.4:513".parse().unwrap()),
         };
         let mut out = BytesMut::new();
         h.encode(&mut out);
-        let mut want = vec![23, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        want.extend([
-            1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 1, 2, 3, 4,
-        ]);
+        let mut want = vec![55, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        want.extend([1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+        want.extend([0u8; 32]); // session sync: nothing yet
+        want.extend([1, 2, 4, 1, 2, 3, 4]);
         assert_eq!(&out[..], &want[..]);
     }
 
     #[test]
     fn port_zero_address_encodes_as_none() {
         let h = Hello {
+            sync: Default::default(),
             instance: 1,
             nonce: 2,
             listen: Some("1.2.3.4:0".parse().unwrap()),
@@ -351,6 +425,7 @@ mod tests {
     fn ipv6_scope_is_dropped() {
         let a = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 9, 7, 3));
         let h = Hello {
+            sync: Default::default(),
             instance: 1,
             nonce: 2,
             listen: Some(a),
@@ -443,6 +518,7 @@ mod tests {
         assert_eq!(
             Hello::decode(&hello_body(9, 80, 4, &[1, 2, 3, 4])).unwrap(),
             Hello {
+                sync: Default::default(),
                 instance: 1,
                 nonce: 9,
                 listen: Some("1.2.3.4:80".parse().unwrap())
@@ -542,5 +618,39 @@ mod tests {
         ));
         assert_eq!(decode_ping_token(&[1, 0, 0, 0, 0, 0, 0, 0, 9, 9]), Ok(1));
         assert_eq!(decode_goaway(&[0xFF, 0xFF, 0xFF, 0xFF, 1]), Ok(-1));
+    }
+
+    #[test]
+    fn session_sync_and_ack_round_trip() {
+        let sync = SessionSync {
+            send_id: 0x1122_3344_5566_7788,
+            recv_id: 42,
+            delivered: [1, u32::MAX, 0, 7],
+        };
+        let h = Hello {
+            sync,
+            instance: 9,
+            nonce: 3,
+            listen: Some("[::1]:4000".parse().unwrap()),
+        };
+        let mut out = BytesMut::new();
+        h.encode(&mut out);
+        assert_eq!(Hello::decode(&one_frame(&out).body).unwrap(), h);
+        let a = HelloAck {
+            status: AckStatus::Accepted,
+            instance: 5,
+            abandoned_nonce: 6,
+            listen: None,
+            sync,
+        };
+        let mut out = BytesMut::new();
+        a.encode(&mut out);
+        assert_eq!(HelloAck::decode(&one_frame(&out).body).unwrap(), a);
+        let mut out = BytesMut::new();
+        encode_ack(&sync.delivered, &mut out);
+        let f = one_frame(&out);
+        assert_eq!(f.header.kind, FrameType::Ack);
+        assert_eq!(decode_ack(&f.body).unwrap(), sync.delivered);
+        assert!(decode_ack(&f.body[..15]).is_err());
     }
 }

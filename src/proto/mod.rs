@@ -15,6 +15,6 @@ pub mod reassembly;
 pub use decoder::FrameDecoder;
 pub use error::ProtoError;
 pub use frame::{Frame, FrameHeader, FrameType, Preface};
-pub use handshake::{AckStatus, Hello, HelloAck};
+pub use handshake::{AckStatus, Hello, HelloAck, SessionSync};
 pub use outbound::{DrainSummary, FillStats, Outbound, WriteBuf};
 pub use reassembly::{InMessage, Reassembler};

@@ -416,6 +416,7 @@ impl Reactor {
         }
         let _ = conn.stream.set_nodelay(true);
         let hello = Hello {
+            sync: Default::default(),
             instance: self.instance,
             nonce: conn.nonce,
             listen: self.announced(self.local_ip(key)),
@@ -464,6 +465,7 @@ impl Reactor {
         self.counters.refused += 1;
         log::warn!(target: "xxnet::reactor", "refusing {remote}: max_connections ({}) reached", self.cfg.max_connections);
         let ack = HelloAck {
+            sync: Default::default(),
             status: AckStatus::Busy,
             instance: self.instance,
             abandoned_nonce: 0,
@@ -698,6 +700,7 @@ impl Reactor {
         ours: Option<SocketAddr>,
     ) {
         let ack = HelloAck {
+            sync: Default::default(),
             status: AckStatus::Accepted,
             instance: self.instance,
             abandoned_nonce: abandoned,
@@ -745,6 +748,7 @@ impl Reactor {
 
     fn refuse(&mut self, key: usize, status: AckStatus, ours: Option<SocketAddr>) {
         let ack = HelloAck {
+            sync: Default::default(),
             status,
             instance: self.instance,
             abandoned_nonce: 0,
