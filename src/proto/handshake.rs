@@ -354,7 +354,7 @@ mod tests {
             );
             assert_eq!(
                 f.body.len(),
-                19 + listen.map_or(0, |a| if a.is_ipv4() { 4 } else { 16 })
+                Hello::MIN_BODY + listen.map_or(0, |a| if a.is_ipv4() { 4 } else { 16 })
             );
             assert_eq!(Hello::decode(&f.body), Ok(h.clone()));
             // Trailing bytes are ignored.
@@ -442,6 +442,7 @@ mod tests {
     fn hello_body(nonce: u64, port: u16, ip_len: u8, ip: &[u8]) -> Vec<u8> {
         let mut b = 1u64.to_le_bytes().to_vec();
         b.extend(nonce.to_le_bytes());
+        b.extend([0u8; SessionSync::LEN]);
         b.extend(port.to_le_bytes());
         b.push(ip_len);
         b.extend(ip);
@@ -452,6 +453,7 @@ mod tests {
         let mut b = vec![status];
         b.extend(1u64.to_le_bytes());
         b.extend(0u64.to_le_bytes());
+        b.extend([0u8; SessionSync::LEN]);
         b.extend(port.to_le_bytes());
         b.push(ip_len);
         b.extend(ip);
@@ -531,8 +533,8 @@ mod tests {
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
             ("empty", vec![], "HELLO_ACK body too short"),
             (
-                "19 bytes",
-                ack_body(0, 0, 0, &[])[..19].to_vec(),
+                "one byte short",
+                ack_body(0, 0, 0, &[])[..HelloAck::MIN_BODY - 1].to_vec(),
                 "HELLO_ACK body too short",
             ),
             (
