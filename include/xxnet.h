@@ -124,6 +124,31 @@
 #define XXNET_E_UNREACHABLE -28
 
 /**
+ * The peer was silent past idle_timeout_ms (frozen process, half-open connection); its connection was closed.
+ */
+#define XXNET_E_IDLE_TIMEOUT -29
+
+/**
+ * A need-ack message expired before any of it was sent; it will not be sent.
+ */
+#define XXNET_E_EXPIRED_UNSENT -30
+
+/**
+ * A need-ack message was sent but not acknowledged in time; the peer may still receive it.
+ */
+#define XXNET_E_ACK_TIMEOUT -31
+
+/**
+ * The peer restarted (a new instance): the old session ended with it.
+ */
+#define XXNET_E_PEER_RESTARTED -32
+
+/**
+ * The session gave up reconnecting (reconnect_give_up_ms without a connection).
+ */
+#define XXNET_E_GAVE_UP -33
+
+/**
  * Protocol error: the peer violated the xxnet wire protocol in a way no more specific code names.
  */
 #define XXNET_E_PROTOCOL -40
@@ -192,6 +217,31 @@
  * The context hit an internal error (for example a panic on the reactor thread); `code` is XXNET_E_INTERNAL and the context is unusable.
  */
 #define XXNET_EVENT_ERROR 6
+
+/**
+ * A need-ack message was acknowledged by the peer's xxnet: `id` is the id xxnet_send_need_ack returned, `conn` the session.
+ */
+#define XXNET_EVENT_DELIVERED 7
+
+/**
+ * A need-ack message was not acknowledged: `id`, `conn` (0 if no session was ever established), `code` says why (XXNET_E_EXPIRED_UNSENT, XXNET_E_ACK_TIMEOUT, or the reason the session ended).
+ */
+#define XXNET_EVENT_EXPIRED 8
+
+/**
+ * A destination's backlog fell under the low-water mark after a send returned XXNET_E_WOULD_BLOCK: `conn` (for sends by connection) or `peer_ip`/`peer_port` (for sends by address).
+ */
+#define XXNET_EVENT_WRITABLE 9
+
+/**
+ * A session lost its connection and is reconnecting (or waiting for the peer to reconnect); nothing it holds is lost yet. `conn`, peer, `code` says why.
+ */
+#define XXNET_EVENT_LINK_DOWN 10
+
+/**
+ * A session that was LINK_DOWN has a connection again and resent what the peer had not acknowledged: `conn`, peer; `count` is the number of messages resent.
+ */
+#define XXNET_EVENT_LINK_UP 11
 
 /**
  * Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.

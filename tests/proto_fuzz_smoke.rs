@@ -7,8 +7,8 @@ mod body;
 
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
-use xxnet::proto::handshake::{encode_goaway, encode_ping, encode_pong};
-use xxnet::proto::{
+use xxnet::proto::handshake::{encode_ack, encode_goaway, encode_ping, encode_pong};
+use xxnet::proto::{SessionSync, 
     AckStatus, FrameDecoder, FrameHeader, FrameType, Hello, HelloAck, Outbound, Preface,
     ProtoError, Reassembler, WriteBuf,
 };
@@ -42,6 +42,11 @@ fn valid_stream(rng: &mut Rng) -> Vec<u8> {
     };
     if rng.below(2) == 0 {
         Hello {
+            sync: SessionSync {
+                send_id: rng.next(),
+                recv_id: rng.next(),
+                delivered: [rng.next() as u32, 0, 1, u32::MAX],
+            },
             instance: rng.next(),
             nonce: rng.next() | 1,
             listen,
@@ -49,6 +54,7 @@ fn valid_stream(rng: &mut Rng) -> Vec<u8> {
         .encode(&mut head);
     } else {
         HelloAck {
+            sync: Default::default(),
             status: AckStatus::Accepted,
             instance: rng.next(),
             abandoned_nonce: 0,
@@ -57,6 +63,7 @@ fn valid_stream(rng: &mut Rng) -> Vec<u8> {
         .encode(&mut head);
     }
     encode_ping(rng.next(), &mut head);
+    encode_ack(&[rng.next() as u32, 1, 2, 3], &mut head);
     encode_pong(rng.next(), &mut head);
     let mut w = WriteBuf::new();
     w.put_slice(&head);

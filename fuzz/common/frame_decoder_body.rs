@@ -16,7 +16,7 @@
 #![allow(dead_code)]
 
 use bytes::BytesMut;
-use xxnet::proto::handshake::{decode_goaway, decode_ping_token};
+use xxnet::proto::handshake::{decode_ack, decode_goaway, decode_ping_token, encode_ack};
 use xxnet::proto::{
     FrameDecoder, FrameHeader, FrameType, Hello, HelloAck, Preface, ProtoError, Reassembler,
 };
@@ -186,6 +186,15 @@ fn frame(
         FrameType::GoAway => {
             let code = decode_goaway(&body).expect("decoder checked the GOAWAY body size");
             mix(&mut out.digest, code as u64);
+        }
+        FrameType::Ack => {
+            let acked = decode_ack(&body).expect("decoder checked the ACK body size");
+            let mut enc = BytesMut::new();
+            encode_ack(&acked, &mut enc);
+            assert_eq!(decode_ack(&enc[FrameHeader::LEN..]), Ok(acked));
+            for a in acked {
+                mix(&mut out.digest, a as u64);
+            }
         }
     }
     Ok(())

@@ -298,8 +298,9 @@ mod tests {
             (FrameType::Ping, 8),
             (FrameType::Pong, 8),
             (FrameType::GoAway, 4),
-            (FrameType::Hello, 19),
-            (FrameType::HelloAck, 20),
+            (FrameType::Hello, 51),
+            (FrameType::HelloAck, 52),
+            (FrameType::Ack, 16),
         ];
         for (kind, min) in cases {
             // One byte short fails with only the header present.

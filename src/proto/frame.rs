@@ -333,9 +333,9 @@ mod tests {
                 ProtoError::BadFrame("unknown frame type"),
             ),
             (
-                "type 7",
+                "type 8",
                 good,
-                |b| b[4] = 7,
+                |b| b[4] = 8,
                 ProtoError::BadFrame("unknown frame type"),
             ),
             (
@@ -416,7 +416,7 @@ mod tests {
             );
         }
         // Control frames of every type reject a lane; DATA accepts lanes 0..3 and flags 0..3.
-        for k in [1u8, 2, 4, 5, 6] {
+        for k in [1u8, 2, 4, 5, 6, 7] {
             let mut b = FrameHeader::control(FrameType::from_u8(k).unwrap(), 20).to_bytes();
             b[6] = 2;
             assert!(FrameHeader::parse(&b).is_err());
@@ -436,8 +436,9 @@ mod tests {
         assert_eq!(FrameHeader::control(FrameType::Ping, 0).min_body(), 8);
         assert_eq!(FrameHeader::control(FrameType::Pong, 0).min_body(), 8);
         assert_eq!(FrameHeader::control(FrameType::GoAway, 0).min_body(), 4);
-        assert_eq!(FrameHeader::control(FrameType::Hello, 0).min_body(), 19);
-        assert_eq!(FrameHeader::control(FrameType::HelloAck, 0).min_body(), 20);
+        assert_eq!(FrameHeader::control(FrameType::Hello, 0).min_body(), 51);
+        assert_eq!(FrameHeader::control(FrameType::HelloAck, 0).min_body(), 52);
+        assert_eq!(FrameHeader::control(FrameType::Ack, 0).min_body(), 16);
         assert_eq!(
             FrameHeader::data(0, FrameHeader::FIRST, 0, 0, 1).min_body(),
             4

@@ -395,11 +395,15 @@ fn push_addr(body: &mut Vec<u8>, listen: Option<SocketAddr>) {
     }
 }
 
+/// Size of the session-sync block in HELLO and HELLO_ACK (send_id, recv_id, delivered[4]).
+pub const SYNC_LEN: usize = 32;
+
 /// A whole HELLO frame (§3).
 pub fn hello_frame(instance: u64, nonce: u64, listen: Option<SocketAddr>) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&instance.to_le_bytes());
     body.extend_from_slice(&nonce.to_le_bytes());
+    body.extend_from_slice(&[0u8; SYNC_LEN]); // session sync: a fresh session
     push_addr(&mut body, listen);
     frame(T_HELLO, 0, 0, 0, 0, &body)
 }
@@ -414,6 +418,7 @@ pub fn hello_ack_frame(
     let mut body = vec![status];
     body.extend_from_slice(&instance.to_le_bytes());
     body.extend_from_slice(&abandoned.to_le_bytes());
+    body.extend_from_slice(&[0u8; SYNC_LEN]); // session sync: a fresh session
     push_addr(&mut body, listen);
     frame(T_HELLO_ACK, 0, 0, 0, 0, &body)
 }
@@ -440,35 +445,37 @@ pub struct HelloBody {
 
 impl HelloBody {
     pub fn parse(b: &[u8]) -> HelloBody {
-        assert!(b.len() >= 19, "HELLO body too short: {b:?}");
-        let ip_len = b[18] as usize;
+        const S: usize = SYNC_LEN;
+        assert!(b.len() >= 19 + S, "HELLO body too short: {b:?}");
+        let ip_len = b[18 + S] as usize;
         assert!(
-            matches!(ip_len, 0 | 4 | 16) && b.len() >= 19 + ip_len,
+            matches!(ip_len, 0 | 4 | 16) && b.len() >= 19 + S + ip_len,
             "HELLO ip_len"
         );
         HelloBody {
             instance: u64::from_le_bytes(b[0..8].try_into().unwrap()),
             nonce: u64::from_le_bytes(b[8..16].try_into().unwrap()),
-            listen_port: u16::from_le_bytes(b[16..18].try_into().unwrap()),
-            listen_ip: b[19..19 + ip_len].to_vec(),
+            listen_port: u16::from_le_bytes(b[16 + S..18 + S].try_into().unwrap()),
+            listen_ip: b[19 + S..19 + S + ip_len].to_vec(),
         }
     }
 }
 
 impl Ack {
     pub fn parse(b: &[u8]) -> Ack {
-        assert!(b.len() >= 20, "HELLO_ACK body too short: {b:?}");
-        let ip_len = b[19] as usize;
+        const S: usize = SYNC_LEN;
+        assert!(b.len() >= 20 + S, "HELLO_ACK body too short: {b:?}");
+        let ip_len = b[19 + S] as usize;
         assert!(
-            matches!(ip_len, 0 | 4 | 16) && b.len() >= 20 + ip_len,
+            matches!(ip_len, 0 | 4 | 16) && b.len() >= 20 + S + ip_len,
             "HELLO_ACK ip_len"
         );
         Ack {
             status: b[0],
             instance: u64::from_le_bytes(b[1..9].try_into().unwrap()),
             abandoned_nonce: u64::from_le_bytes(b[9..17].try_into().unwrap()),
-            listen_port: u16::from_le_bytes(b[17..19].try_into().unwrap()),
-            listen_ip: b[20..20 + ip_len].to_vec(),
+            listen_port: u16::from_le_bytes(b[17 + S..19 + S].try_into().unwrap()),
+            listen_ip: b[20 + S..20 + S + ip_len].to_vec(),
         }
     }
 }
