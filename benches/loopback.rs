@@ -92,6 +92,7 @@ fn warm_up(a: &Ctx, b: &Ctx, ip: &CString, port: u16) {
         lane: 0,
         msg_id: 0,
         flags: 0,
+        ack_timeout_ms: 0,
     };
     let data = [0u8; 8];
     check(
@@ -118,6 +119,8 @@ struct Run {
     secs: f64,
     cpu: Duration,
     capped: bool,
+    /// Sends that returned XXNET_E_WOULD_BLOCK (and waited for WRITABLE).
+    would_block: u64,
 }
 
 impl Run {
@@ -195,9 +198,11 @@ fn throughput_run(size: usize, n: u64) -> Run {
                 lane: 0,
                 msg_id: 1,
                 flags: 0,
+                ack_timeout_ms: 0,
             };
             let mut ev = events();
             let mut capped = false;
+            let mut would_block: u64 = 0;
             let mut i: u64 = 0;
             while i < n {
                 if i % 4096 == 0 {
@@ -205,10 +210,10 @@ fn throughput_run(size: usize, n: u64) -> Run {
                         capped = true;
                         break;
                     }
-                    // Drain A's own events (CONNECTED, or failures) now and then.
+                    // Drain A's own events (CONNECTED, WRITABLE; anything else is a failure).
                     let k = xxnet_poll_recv(a.0, ev.as_mut_ptr(), ev.len(), 0);
                     for e in &ev[..k] {
-                        if e.kind != XXNET_EVENT_CONNECTED {
+                        if e.kind != XXNET_EVENT_CONNECTED && e.kind != XXNET_EVENT_WRITABLE {
                             unexpected(e, "sender");
                         }
                     }
@@ -233,18 +238,33 @@ fn throughput_run(size: usize, n: u64) -> Run {
                         }
                     }
                     XXNET_E_WOULD_BLOCK => {
-                        xxnet_poll_recv(a.0, ev.as_mut_ptr(), ev.len(), 1);
+                        // Backlog full: wait for WRITABLE (bounded), then retry.
+                        would_block += 1;
+                        let deadline = Instant::now() + DRAIN_CAP;
+                        'writable: loop {
+                            if Instant::now() > deadline {
+                                panic!("no WRITABLE within {DRAIN_CAP:?} after WOULD_BLOCK");
+                            }
+                            let k = xxnet_poll_recv(a.0, ev.as_mut_ptr(), ev.len(), 5);
+                            for e in &ev[..k] {
+                                match e.kind {
+                                    XXNET_EVENT_WRITABLE => break 'writable,
+                                    XXNET_EVENT_CONNECTED => {}
+                                    _ => unexpected(e, "sender"),
+                                }
+                            }
+                        }
                     }
                     rc => check(rc, "xxnet_send_ex"),
                 }
             }
             sent.store(i, Ordering::Release);
             sender_done.store(true, Ordering::Release);
-            (capped, a)
+            (capped, would_block, a)
         })
     };
 
-    let (capped, a) = sender.join().expect("sender thread");
+    let (capped, would_block, a) = sender.join().expect("sender thread");
     let (end, got, b) = receiver.join().expect("receiver thread");
     let cpu = cpu_time() - cpu0;
     drop(a);
@@ -254,6 +274,7 @@ fn throughput_run(size: usize, n: u64) -> Run {
         secs: (end - start).as_secs_f64(),
         cpu,
         capped,
+        would_block,
     }
 }
 
@@ -261,7 +282,16 @@ fn throughput(size: usize, n: u64, label: &str) {
     let mut runs: Vec<Run> = (0..3).map(|_| throughput_run(size, n)).collect();
     let all: Vec<String> = runs
         .iter()
-        .map(|r| format!("{:.0}{}", r.rate(), if r.capped { " (capped)" } else { "" }))
+        .map(|r| {
+            let mut s = format!("{:.0}", r.rate());
+            if r.would_block > 0 {
+                s += &format!(" ({} would-block)", r.would_block);
+            }
+            if r.capped {
+                s += " (capped)";
+            }
+            s
+        })
         .collect();
     runs.sort_by(|x, y| x.rate().total_cmp(&y.rate()));
     let m = &runs[1];
@@ -301,6 +331,7 @@ fn round_trip(warm: usize, n: usize) {
                             lane: 0,
                             msg_id: e.msg_id,
                             flags: 0,
+                            ack_timeout_ms: 0,
                         };
                         check(
                             xxnet_send_conn_ex(b.0, e.conn, e.data, e.len, &opts),
@@ -322,6 +353,7 @@ fn round_trip(warm: usize, n: usize) {
         lane: 0,
         msg_id: 2,
         flags: 0,
+        ack_timeout_ms: 0,
     };
     let mut rtts: Vec<f64> = Vec::with_capacity(n);
     let cpu0 = cpu_time();

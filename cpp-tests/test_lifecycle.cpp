@@ -59,8 +59,9 @@ TEST(Lifecycle, CloseWithQueuedMessagesReportsSendFailed) {
   ASSERT_TRUE(poll_until({&a, &b}, [&] { return a.count(XXNET_EVENT_CONNECTED) == 1 && b.count(XXNET_EVENT_MESSAGE) == 1; }));
   const uint64_t conn = a.first(XXNET_EVENT_CONNECTED)->conn;
 
-  constexpr uint32_t kN = 128;
-  const std::string chunk = pattern(1, 256 * 1024);  // 32 MiB in all: more than the kernel buffers hold
+  constexpr uint32_t kN = 96;
+  // 24 MiB in all: more than the kernel buffers hold, under the default per-destination send limit.
+  const std::string chunk = pattern(1, 256 * 1024);
   for (uint32_t i = 0; i < kN; ++i) ASSERT_EQ(a.send("127.0.0.1", pb, chunk, 1, i), XXNET_OK);
   // Let some of it go out (B is not polled, so it stops reading), then close.
   poll_for({&a}, 200ms);
@@ -81,7 +82,7 @@ TEST(Lifecycle, CloseWithQueuedMessagesReportsSendFailed) {
     }
     if (e.kind == XXNET_EVENT_DISCONNECTED) disc_at = i;
   }
-  EXPECT_GT(failed, 0u) << "all 32 MiB were written although the receiver stopped reading? " << a.dump();
+  EXPECT_GT(failed, 0u) << "all 24 MiB were written although the receiver stopped reading? " << a.dump();
   EXPECT_LT(failed_at, disc_at) << "SEND_FAILED must come before DISCONNECTED";
   EXPECT_EQ(failed_bytes, failed * chunk.size());
   EXPECT_EQ(a.first(XXNET_EVENT_DISCONNECTED)->code, XXNET_E_LOCAL_CLOSE);
@@ -121,9 +122,12 @@ TEST(Lifecycle, FreeUnderTrafficIsFastAndLeaksNothing) {
     const std::string chunk = pattern(3, 64 * 1024);
     // Keep both directions busy for a while; poll only part of the time.
     const auto until = Clock::now() + 300ms;
+    // A send may be refused with XXNET_E_WOULD_BLOCK once a destination's backlog is over the limit.
     for (int i = 0; i < 2000 && Clock::now() < until; ++i) {
-      ASSERT_EQ(a.send("127.0.0.1", pb, chunk, i % 2, static_cast<uint32_t>(i)), XXNET_OK);
-      ASSERT_EQ(b.send("127.0.0.1", pa, chunk, i % 2, static_cast<uint32_t>(i)), XXNET_OK);
+      const int ra = a.send("127.0.0.1", pb, chunk, i % 2, static_cast<uint32_t>(i));
+      const int rb = b.send("127.0.0.1", pa, chunk, i % 2, static_cast<uint32_t>(i));
+      ASSERT_TRUE(ra == XXNET_OK || ra == XXNET_E_WOULD_BLOCK) << xxnet_strerror(ra);
+      ASSERT_TRUE(rb == XXNET_OK || rb == XXNET_E_WOULD_BLOCK) << xxnet_strerror(rb);
       if (i % 4 == 0) {
         a.poll(1);
         b.poll(1);

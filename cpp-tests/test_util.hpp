@@ -240,7 +240,7 @@ bool poll_until(Ctx& c, Pred pred, ms timeout = kWait) {
 
 /// Stats once they satisfy `pred` (or the last read after `timeout`). Counters
 /// are published by the reactor thread; tests whose subject is not the
-/// counters' timing use this (Stats.CountersAgreeWithEventsAlreadyPolled is
+/// counters' timing use this (FaultInjection.StatsAreCurrentWhenTheEventIsPolled is
 /// the test that they never lag behind polled events).
 template <class Pred>
 xxnet_stats_t settled_stats(Ctx& c, Pred pred, ms timeout = 1000ms) {
@@ -566,11 +566,12 @@ inline std::string frame(uint8_t type, const std::string& body, uint8_t flags = 
   return frame_header(static_cast<uint32_t>(body.size()), type, flags, lane, msg_id, seq) + body;
 }
 
-/// A HELLO from a node that listens nowhere.
+/// A HELLO from a node that listens nowhere and brings no session state.
 inline std::string hello(uint64_t instance, uint64_t nonce) {
   std::string b;
   put_le(b, instance, 8);
   put_le(b, nonce, 8);
+  b.append(32, '\0');  // session sync: send_id, recv_id, delivered[4] (nothing yet)
   put_le(b, 0, 2);  // listen_port
   b.push_back('\0');  // ip_len
   return frame(kHello, b);

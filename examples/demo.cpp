@@ -43,6 +43,15 @@ std::vector<uint8_t> bulk_payload(uint8_t seed) {
   return v;
 }
 
+// Options for a send; zero-filled first, so fields added to the struct later keep their defaults.
+xxnet_send_opts send_opts(uint32_t lane, uint32_t msg_id) {
+  xxnet_send_opts o;
+  std::memset(&o, 0, sizeof o);
+  o.lane = lane;
+  o.msg_id = msg_id;
+  return o;
+}
+
 std::string small_text(const char* what, uint32_t i) { return std::string(what) + " #" + std::to_string(i); }
 
 void print_event(const Node& n, const xxnet_event& ev) {
@@ -124,12 +133,12 @@ int main() {
   const std::vector<uint8_t> bulk_a = bulk_payload(7), bulk_b = bulk_payload(42);
   for (uint32_t i = 0; i < kSmall && rc == XXNET_OK; ++i) {
     std::string text = small_text("hello from A", i);
-    xxnet_send_opts o{XXNET_LANE_DEFAULT, kFirstId + i, 0};
+    xxnet_send_opts o = send_opts(XXNET_LANE_DEFAULT, kFirstId + i);
     rc = check(xxnet_send_ex(a.ctx, "127.0.0.1", b.port, reinterpret_cast<const uint8_t*>(text.data()), text.size(),
                              &o),
                "A send");
   }
-  xxnet_send_opts bulk_opts{XXNET_LANE_BULK, kBulkId, 0};
+  const xxnet_send_opts bulk_opts = send_opts(XXNET_LANE_BULK, kBulkId);
   if (rc == XXNET_OK)
     rc = check(xxnet_send_ex(a.ctx, "127.0.0.1", b.port, bulk_a.data(), bulk_a.size(), &bulk_opts), "A send bulk");
   std::printf("A queued %u small messages and one %zu-byte message for 127.0.0.1:%u\n", kSmall, kBulkSize,
@@ -170,7 +179,7 @@ int main() {
                      body == small_text("hello from A", b.small_in)) {
             // Reply to the sender's listen address: same pooled connection.
             std::string reply = small_text("reply from B", b.small_in);
-            xxnet_send_opts o{XXNET_LANE_DEFAULT, ev.msg_id + kReplyOffset, 0};
+            xxnet_send_opts o = send_opts(XXNET_LANE_DEFAULT, ev.msg_id + kReplyOffset);
             rc = check(xxnet_send_ex(b.ctx, ev.peer_ip, ev.peer_port, reinterpret_cast<const uint8_t*>(reply.data()),
                                      reply.size(), &o),
                        "B reply");

@@ -204,7 +204,7 @@
 #define XXNET_EVENT_DISCONNECTED 3
 
 /**
- * Messages the host handed over will not be sent: `count` messages totalling `total` bytes, to `conn` (0 if no connection was ever made) and `peer_ip`/`peer_port`; `code` says why; `msg_id` and `lane` are those of the first message covered.
+ * Messages the host handed over will not be delivered by xxnet: `count` messages totalling `total` bytes, to `conn` (0 if no session was ever established) and `peer_ip`/`peer_port`; `code` says why; `msg_id` and `lane` are those of the first message covered. `id` 0: none of them was sent. `id` 1: they were sent but never acknowledged: the peer may have received some (a session ending reports each kind in its own event).
  */
 #define XXNET_EVENT_SEND_FAILED 4
 
@@ -242,6 +242,21 @@
  * A session that was LINK_DOWN has a connection again and resent what the peer had not acknowledged: `conn`, peer; `count` is the number of messages resent.
  */
 #define XXNET_EVENT_LINK_UP 11
+
+/**
+ * Session state: the first connection is being made.
+ */
+#define XXNET_PEER_CONNECTING 1
+
+/**
+ * Session state: connected.
+ */
+#define XXNET_PEER_CONNECTED 2
+
+/**
+ * Session state: the connection was lost; reconnecting, or waiting for the peer to reconnect.
+ */
+#define XXNET_PEER_RECONNECTING 3
 
 /**
  * Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
@@ -300,6 +315,37 @@ typedef struct xxnet_config {
    * then the local address of each outgoing connection is announced. Read only during xxnet_new.
    */
   const char *advertise_ip;
+  /**
+   * First reconnect delay in ms after a session loses its connection; doubles per failed attempt, with jitter (default 100).
+   */
+  uint32_t reconnect_min_ms;
+  /**
+   * Longest reconnect delay in ms (default 5000).
+   */
+  uint32_t reconnect_max_ms;
+  /**
+   * A session without a connection for this many ms gives up: everything it holds is reported
+   * (SEND_FAILED / EXPIRED) and DISCONNECTED follows (default 30000). 0: give up at the first failure.
+   */
+  uint32_t reconnect_give_up_ms;
+  /**
+   * A connection that receives nothing for this many ms is declared down (frozen peer, half-open
+   * TCP); idle connections send a PING after a third of it (default 10000). 0: no heartbeats.
+   */
+  uint32_t idle_timeout_ms;
+  /**
+   * Per destination (address or conn), queued plus unacknowledged bytes above which sends return
+   * XXNET_E_WOULD_BLOCK (default 32 MiB). A message is always accepted when nothing is outstanding.
+   */
+  uint64_t send_high_water;
+  /**
+   * Backlog under which a destination that returned XXNET_E_WOULD_BLOCK gets XXNET_EVENT_WRITABLE (default 16 MiB).
+   */
+  uint64_t send_low_water;
+  /**
+   * Default deadline in ms of a need-ack message (default 5000).
+   */
+  uint32_t ack_timeout_ms;
 } xxnet_config;
 
 /**
@@ -318,7 +364,53 @@ typedef struct xxnet_send_opts {
    * Reserved flag bits; must be 0 for now (unknown bits return XXNET_E_INVALID_ARG).
    */
   uint32_t flags;
+  /**
+   * Need-ack sends: the deadline in ms (0: the config's ack_timeout_ms). Ignored by other sends.
+   */
+  uint32_t ack_timeout_ms;
 } xxnet_send_opts;
+
+/**
+ * A session's state for introspection, read with `xxnet_conn_info`.
+ */
+typedef struct xxnet_peer_info {
+  /**
+   * XXNET_PEER_CONNECTING, XXNET_PEER_CONNECTED or XXNET_PEER_RECONNECTING.
+   */
+  uint32_t state;
+  /**
+   * Connection attempts since the session last had a connection.
+   */
+  uint32_t attempts;
+  /**
+   * Messages waiting to be sent.
+   */
+  uint64_t queued_msgs;
+  /**
+   * Payload bytes waiting to be sent.
+   */
+  uint64_t queued_bytes;
+  /**
+   * Messages sent and not yet acknowledged by the peer.
+   */
+  uint64_t unacked_msgs;
+  /**
+   * Payload bytes sent and not yet acknowledged.
+   */
+  uint64_t unacked_bytes;
+  /**
+   * Age in ms of the oldest unacknowledged message (0 if none).
+   */
+  uint64_t oldest_unacked_ms;
+  /**
+   * The peer's port (listen port for a peer that listens).
+   */
+  uint16_t peer_port;
+  /**
+   * The peer's numeric IP, NUL-terminated.
+   */
+  char peer_ip[48];
+} xxnet_peer_info;
 
 /**
  * One event drained by `xxnet_poll_recv`. Which fields are meaningful depends on `kind`.
@@ -429,6 +521,22 @@ struct xxnet_stats {
    * Connections accepted from peers (including refused ones).
    */
   uint64_t accepted_connections;
+  /**
+   * Messages the peers acknowledged.
+   */
+  uint64_t msgs_acked;
+  /**
+   * Messages sent again after a reconnect because the peer had not acknowledged them.
+   */
+  uint64_t msgs_resent;
+  /**
+   * Received messages dropped because they were already delivered.
+   */
+  uint64_t duplicates_dropped;
+  /**
+   * Sessions that got a connection back after losing one.
+   */
+  uint64_t reconnects;
 };
 
 /** Alias for `struct xxnet_stats` (the bare name is the function). */
@@ -518,6 +626,40 @@ int xxnet_send_conn_ex(struct xxnet_ctx *ctx,
                        const uint8_t *data,
                        size_t len,
                        const struct xxnet_send_opts *opts);
+
+/**
+ * Like `xxnet_send_ex`, and the host learns the message's fate: exactly one
+ * XXNET_EVENT_DELIVERED (the peer's xxnet received it) or XXNET_EVENT_EXPIRED
+ * (not acknowledged within opts->ack_timeout_ms, or the config's
+ * ack_timeout_ms when 0; the code says whether it was never sent or may still
+ * arrive) carries the id written to `*out_id` (never 0). `out_id` must not be NULL.
+ */
+int xxnet_send_need_ack(struct xxnet_ctx *ctx,
+                        const char *ip,
+                        uint16_t port,
+                        const uint8_t *data,
+                        size_t len,
+                        const struct xxnet_send_opts *opts,
+                        uint64_t *out_id);
+
+/**
+ * `xxnet_send_need_ack` over a known connection.
+ */
+int xxnet_send_conn_need_ack(struct xxnet_ctx *ctx,
+                             uint64_t conn,
+                             const uint8_t *data,
+                             size_t len,
+                             const struct xxnet_send_opts *opts,
+                             uint64_t *out_id);
+
+/**
+ * Reads the state of session `conn`: connecting, connected or
+ * reconnecting, queued and unacknowledged messages and bytes, the age of
+ * the oldest unacknowledged message. The figures are at most one reactor
+ * turn old. Returns XXNET_E_UNKNOWN_CONN for an id this host does not know
+ * (or whose DISCONNECTED event it already received).
+ */
+int xxnet_conn_info(struct xxnet_ctx *ctx, uint64_t conn, struct xxnet_peer_info *out);
 
 /**
  * Closes a connection. Messages still queued on it are reported in a

@@ -5,23 +5,17 @@
 //! sends costs one wakeup, and the reactor drains the whole queue per wakeup.
 //! Reactor → host: events travel in batches (`Vec<Event>`, one channel
 //! operation per reactor turn). Counters are published once per turn into
-//! relaxed atomics. No lock is shared between the two threads.
+//! relaxed atomics; backlog accounts are atomics the host adds to per send
+//! and the reactor subtracts from once per turn. The only lock is the
+//! session-snapshot table, taken once per turn by the reactor when a session
+//! changed and by the host only when it asks (`xxnet_conn_info`).
 
-use bytes::Bytes;
+pub use crate::proto::endpoint::{Dest, Outgoing, PeerSnapshot};
+pub use crate::proto::event::Event;
 use crossbeam_channel::{Receiver, Sender};
-use std::net::SocketAddr;
-use std::os::raw::c_int;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-
-/// Where a message goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dest {
-    /// The peer listening at this address (pooled connection, opened on demand).
-    Addr(SocketAddr),
-    /// A known connection id.
-    Conn(u64),
-}
+use std::sync::{Arc, Mutex};
 
 /// A request from the host to the reactor.
 #[derive(Debug)]
@@ -29,13 +23,14 @@ pub enum Command {
     /// Start accepting on an already bound listener.
     Listen { listener: mio::net::TcpListener },
     /// Queue one message.
-    Send {
+    Send(Outgoing),
+    /// A backlog account the host opened for a destination (sent before its first message).
+    NewAccount {
+        id: u32,
+        account: Arc<Account>,
         dest: Dest,
-        lane: u8,
-        msg_id: u32,
-        data: Bytes,
     },
-    /// Close a connection.
+    /// End a session.
     Close { conn: u64 },
     /// Stop the reactor; sockets close when it returns.
     Shutdown,
@@ -43,19 +38,14 @@ pub enum Command {
     InjectPanic,
 }
 
-/// Something the network produced, for the host. Field meanings follow `xxnet_event`.
-#[derive(Clone, Debug, Default)]
-pub struct Event {
-    pub kind: u32,
-    pub code: c_int,
-    pub conn: u64,
-    pub id: u64,
-    pub count: u64,
-    pub total: u64,
-    pub msg_id: u32,
-    pub lane: u8,
-    pub peer: Option<SocketAddr>,
-    pub data: Bytes,
+/// Backlog of one destination: payload bytes the host handed over that are
+/// not yet acknowledged by the peer or reported failed.
+#[derive(Debug, Default)]
+pub struct Account {
+    /// Bytes outstanding.
+    pub bytes: AtomicU64,
+    /// A send was refused with WOULD_BLOCK; a WRITABLE event is owed.
+    pub blocked: AtomicBool,
 }
 
 /// Counters the reactor publishes once per turn.
@@ -72,6 +62,12 @@ pub struct SharedStats {
     pub send_failed_msgs: AtomicU64,
     pub send_failed_bytes: AtomicU64,
     pub accepted_connections: AtomicU64,
+    pub queued_msgs: AtomicU64,
+    pub queued_bytes: AtomicU64,
+    pub msgs_acked: AtomicU64,
+    pub msgs_resent: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub reconnects: AtomicU64,
 }
 
 /// State both threads see.
@@ -87,6 +83,8 @@ pub struct Shared {
     /// The reactor stopped reading because `recv_queued` passed the limit.
     pub reading_paused: AtomicBool,
     pub stats: SharedStats,
+    /// Latest snapshot of every live session, by conn id.
+    pub sessions: Mutex<HashMap<u64, PeerSnapshot>>,
 }
 
 impl Shared {
@@ -126,6 +124,7 @@ pub fn link(waker: mio::Waker) -> (HostLink, ReactorLink) {
         recv_queued: AtomicUsize::new(0),
         reading_paused: AtomicBool::new(false),
         stats: SharedStats::default(),
+        sessions: Mutex::new(HashMap::new()),
     });
     (
         HostLink {

@@ -87,7 +87,7 @@ pub const XXNET_EVENT_MESSAGE: u32 = 1;
 pub const XXNET_EVENT_CONNECTED: u32 = 2;
 /// A connection that was CONNECTED has closed: `conn`, peer, `code` says why.
 pub const XXNET_EVENT_DISCONNECTED: u32 = 3;
-/// Messages the host handed over will not be sent: `count` messages totalling `total` bytes, to `conn` (0 if no connection was ever made) and `peer_ip`/`peer_port`; `code` says why; `msg_id` and `lane` are those of the first message covered.
+/// Messages the host handed over will not be delivered by xxnet: `count` messages totalling `total` bytes, to `conn` (0 if no session was ever established) and `peer_ip`/`peer_port`; `code` says why; `msg_id` and `lane` are those of the first message covered. `id` 0: none of them was sent. `id` 1: they were sent but never acknowledged: the peer may have received some (a session ending reports each kind in its own event).
 pub const XXNET_EVENT_SEND_FAILED: u32 = 4;
 /// An outgoing connection attempt to `peer_ip`/`peer_port` failed before its handshake completed; `code` says why.
 pub const XXNET_EVENT_CONNECT_FAILED: u32 = 5;
@@ -104,6 +104,13 @@ pub const XXNET_EVENT_WRITABLE: u32 = 9;
 pub const XXNET_EVENT_LINK_DOWN: u32 = 10;
 /// A session that was LINK_DOWN has a connection again and resent what the peer had not acknowledged: `conn`, peer; `count` is the number of messages resent.
 pub const XXNET_EVENT_LINK_UP: u32 = 11;
+
+/// Session state: the first connection is being made.
+pub const XXNET_PEER_CONNECTING: u32 = 1;
+/// Session state: connected.
+pub const XXNET_PEER_CONNECTED: u32 = 2;
+/// Session state: the connection was lost; reconnecting, or waiting for the peer to reconnect.
+pub const XXNET_PEER_RECONNECTING: u32 = 3;
 
 /// Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
 pub const XXNET_LANES: u32 = 4;

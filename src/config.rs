@@ -19,6 +19,21 @@ pub struct Config {
     pub recv_queue_limit: usize,
     /// Address announced to peers when listening on a wildcard address; None: the local address of each outgoing connection.
     pub advertise_ip: Option<IpAddr>,
+    /// First reconnect delay; doubles per failed attempt (with jitter) up to `reconnect_max_ms`.
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay.
+    pub reconnect_max_ms: u64,
+    /// A session without a connection for this long gives up: what it holds is reported failed.
+    /// 0: give up at the first failure (no reconnecting).
+    pub reconnect_give_up_ms: u64,
+    /// A connection silent this long is declared down; PINGs go out after a third of it without sending. 0: no heartbeats.
+    pub idle_timeout_ms: u64,
+    /// Per destination, queued plus unacknowledged bytes above which sends return XXNET_E_WOULD_BLOCK.
+    pub send_high_water: usize,
+    /// Backlog under which a blocked destination gets XXNET_EVENT_WRITABLE.
+    pub send_low_water: usize,
+    /// Default deadline of a need-ack message.
+    pub ack_timeout_ms: u64,
 }
 
 impl Config {
@@ -49,6 +64,17 @@ impl Config {
         if self.connect_timeout_ms == 0 || self.handshake_timeout_ms == 0 {
             return Err("timeouts must be at least 1 ms".into());
         }
+        if self.reconnect_min_ms == 0 || self.reconnect_max_ms < self.reconnect_min_ms {
+            return Err("reconnect_min_ms must be at least 1 and at most reconnect_max_ms".into());
+        }
+        if self.send_low_water > self.send_high_water || self.send_high_water == 0 {
+            return Err(
+                "send_low_water must not exceed send_high_water, which must be positive".into(),
+            );
+        }
+        if self.ack_timeout_ms == 0 {
+            return Err("ack_timeout_ms must be at least 1".into());
+        }
         if self.recv_queue_limit < self.fragment_size {
             return Err("recv_queue_limit must be at least fragment_size".into());
         }
@@ -66,6 +92,13 @@ impl Default for Config {
             handshake_timeout_ms: 5_000,
             recv_queue_limit: 64 << 20,
             advertise_ip: None,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 5_000,
+            reconnect_give_up_ms: 30_000,
+            idle_timeout_ms: 10_000,
+            send_high_water: 32 << 20,
+            send_low_water: 16 << 20,
+            ack_timeout_ms: 5_000,
         }
     }
 }

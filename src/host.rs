@@ -4,29 +4,35 @@
 //! (a local operation), sends copy the payload and push a command, and `poll`
 //! drains event batches the reactor produced.
 
-use crate::bridge::{self, Command, HostLink};
-pub use crate::bridge::{Dest, Event};
+use crate::bridge::{self, Account, Command, HostLink, Outgoing};
+pub use crate::bridge::{Dest, Event, PeerSnapshot};
 use crate::codes::*;
 use crate::config::Config;
+use crate::proto::MsgTag;
 use crate::reactor;
 use bytes::{Bytes, BytesMut};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::os::raw::c_int;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Per-message options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SendOpts {
+    /// Lane 0..XXNET_LANES-1.
     pub lane: u8,
+    /// Route id.
     pub msg_id: u32,
+    /// Need-ack deadline in ms (0: the config default).
+    pub ack_timeout_ms: u32,
 }
 
-/// A snapshot of the counters.
+/// A snapshot of the counters (meanings as in `xxnet_stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
 pub struct Stats {
     pub open_connections: u64,
     pub msgs_in: u64,
@@ -40,6 +46,10 @@ pub struct Stats {
     pub connect_failures: u64,
     pub send_failed_msgs: u64,
     pub accepted_connections: u64,
+    pub msgs_acked: u64,
+    pub msgs_resent: u64,
+    pub duplicates_dropped: u64,
+    pub reconnects: u64,
 }
 
 /// Parses numeric IPv4 or IPv6 text; names are refused (nothing resolves on the host's thread).
@@ -56,8 +66,11 @@ struct HostState {
     listeners: Vec<SocketAddr>,
     live_conns: HashSet<u64>,
     arena: BytesMut,
-    submitted_msgs: u64,
-    submitted_bytes: u64,
+    /// Backlog accounts by destination.
+    accounts: HashMap<Dest, (u32, Arc<Account>)>,
+    last_account: Option<(Dest, u32, Arc<Account>)>,
+    next_account: u32,
+    next_track: u64,
     pending: VecDeque<Event>,
     lent: Vec<Event>,
     lent_bytes: usize,
@@ -85,6 +98,8 @@ pub struct Context {
     reactor: Mutex<Option<JoinHandle<()>>>,
     max_message: usize,
     recv_queue_limit: usize,
+    high_water: u64,
+    low_water: u64,
 }
 
 impl Context {
@@ -95,6 +110,8 @@ impl Context {
         let (host, reactor_end) = bridge::link(waker);
         let max_message = cfg.max_message_size;
         let recv_queue_limit = cfg.recv_queue_limit;
+        let high_water = cfg.send_high_water as u64;
+        let low_water = cfg.send_low_water as u64;
         let handle = std::thread::Builder::new()
             .name("xxnet-reactor".into())
             .spawn(move || reactor::run(poll, reactor_end, cfg))
@@ -105,6 +122,8 @@ impl Context {
             reactor: Mutex::new(Some(handle)),
             max_message,
             recv_queue_limit,
+            high_water,
+            low_water,
         })
     }
 
@@ -150,8 +169,15 @@ impl Context {
         Ok(local.port())
     }
 
-    /// Copies `data` and queues it for `dest`.
-    pub fn send(&self, dest: Dest, opts: SendOpts, data: &[u8]) -> Result<(), c_int> {
+    /// Copies `data` and queues it for `dest`. With `need_ack`, returns the
+    /// id its DELIVERED or EXPIRED event will carry (else 0).
+    pub fn send(
+        &self,
+        dest: Dest,
+        opts: SendOpts,
+        data: &[u8],
+        need_ack: bool,
+    ) -> Result<u64, c_int> {
         if data.len() > self.max_message {
             return Err(XXNET_E_TOO_LARGE);
         }
@@ -167,16 +193,91 @@ impl Context {
             }
             _ => {}
         }
+        let (acct_id, acct) = self.account(&mut st, dest)?;
+        let len = data.len() as u64;
+        let outstanding = acct.bytes.load(Ordering::SeqCst);
+        if outstanding > 0 && outstanding + len > self.high_water {
+            acct.blocked.store(true, Ordering::SeqCst);
+            // The reactor may have released everything between our load and
+            // the store: then no WRITABLE would come from it; owe it here.
+            if acct.bytes.load(Ordering::SeqCst) <= self.low_water
+                && acct.blocked.swap(false, Ordering::SeqCst)
+            {
+                st.pending
+                    .push_back(writable_event(dest, acct.bytes.load(Ordering::SeqCst)));
+            }
+            return Err(XXNET_E_WOULD_BLOCK);
+        }
+        acct.bytes.fetch_add(len, Ordering::SeqCst);
+        let track = if need_ack {
+            st.next_track += 1;
+            st.next_track
+        } else {
+            0
+        };
+        let deadline = (need_ack && opts.ack_timeout_ms > 0)
+            .then(|| Instant::now() + Duration::from_millis(opts.ack_timeout_ms as u64));
         let payload = st.copy_payload(data);
-        st.submitted_msgs += 1;
-        st.submitted_bytes += data.len() as u64;
         drop(st);
-        self.submit(Command::Send {
+        self.submit(Command::Send(Outgoing {
             dest,
             lane: opts.lane,
             msg_id: opts.msg_id,
             data: payload,
-        })
+            tag: MsgTag {
+                track,
+                acct: acct_id,
+            },
+            deadline,
+        }))?;
+        Ok(track)
+    }
+
+    /// The backlog account of `dest`, opened (and announced to the reactor) on first use.
+    fn account(&self, st: &mut HostState, dest: Dest) -> Result<(u32, Arc<Account>), c_int> {
+        if let Some((d, id, a)) = &st.last_account {
+            if *d == dest {
+                return Ok((*id, a.clone()));
+            }
+        }
+        let (id, acct) = match st.accounts.get(&dest) {
+            Some((id, a)) => (*id, a.clone()),
+            None => {
+                st.next_account += 1;
+                let id = st.next_account;
+                let account = Arc::new(Account::default());
+                self.link
+                    .commands
+                    .send(Command::NewAccount {
+                        id,
+                        account: account.clone(),
+                        dest,
+                    })
+                    .map_err(|_| XXNET_E_INTERNAL)?;
+                st.accounts.insert(dest, (id, account.clone()));
+                (id, account)
+            }
+        };
+        st.last_account = Some((dest, id, acct.clone()));
+        Ok((id, acct))
+    }
+
+    /// The latest state of session `conn`.
+    pub fn peer_info(&self, conn: u64) -> Result<PeerSnapshot, c_int> {
+        {
+            let st = self.state();
+            self.check_usable(&st)?;
+            if !st.live_conns.contains(&conn) {
+                return Err(XXNET_E_UNKNOWN_CONN);
+            }
+        }
+        let table = self
+            .link
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        table.get(&conn).copied().ok_or(XXNET_E_UNKNOWN_CONN)
     }
 
     /// Asks the reactor to close `conn`.
@@ -250,6 +351,14 @@ impl Context {
                 }
                 XXNET_EVENT_DISCONNECTED => {
                     st.live_conns.remove(&ev.conn);
+                    st.accounts.remove(&Dest::Conn(ev.conn));
+                    if st
+                        .last_account
+                        .as_ref()
+                        .is_some_and(|(d, _, _)| *d == Dest::Conn(ev.conn))
+                    {
+                        st.last_account = None;
+                    }
                 }
                 XXNET_EVENT_MESSAGE => st.lent_bytes += ev.data.len(),
                 _ => {}
@@ -281,21 +390,24 @@ impl Context {
         let st = self.state();
         let s = &self.link.shared.stats;
         let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let (msgs_out, bytes_out) = (r(&s.msgs_out), r(&s.bytes_out));
-        let (failed_msgs, failed_bytes) = (r(&s.send_failed_msgs), r(&s.send_failed_bytes));
+        drop(st);
         Stats {
             open_connections: r(&s.open_connections),
             msgs_in: r(&s.msgs_in),
-            msgs_out,
+            msgs_out: r(&s.msgs_out),
             bytes_in: r(&s.bytes_in),
-            bytes_out,
-            queued_bytes: st.submitted_bytes.saturating_sub(bytes_out + failed_bytes),
-            queued_msgs: st.submitted_msgs.saturating_sub(msgs_out + failed_msgs),
+            bytes_out: r(&s.bytes_out),
+            queued_bytes: r(&s.queued_bytes),
+            queued_msgs: r(&s.queued_msgs),
             protocol_errors: r(&s.protocol_errors),
             refused_connections: r(&s.refused_connections),
             connect_failures: r(&s.connect_failures),
-            send_failed_msgs: failed_msgs,
+            send_failed_msgs: r(&s.send_failed_msgs),
             accepted_connections: r(&s.accepted_connections),
+            msgs_acked: r(&s.msgs_acked),
+            msgs_resent: r(&s.msgs_resent),
+            duplicates_dropped: r(&s.duplicates),
+            reconnects: r(&s.reconnects),
         }
     }
 
@@ -334,5 +446,19 @@ impl Context {
 impl Drop for Context {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+fn writable_event(dest: Dest, outstanding: u64) -> Event {
+    let (conn, peer) = match dest {
+        Dest::Conn(c) => (c, None),
+        Dest::Addr(a) => (0, Some(a)),
+    };
+    Event {
+        kind: XXNET_EVENT_WRITABLE,
+        conn,
+        peer,
+        total: outstanding,
+        ..Event::default()
     }
 }

@@ -13,6 +13,8 @@ const MIB: usize = 1 << 20;
 fn small_message_overtakes_bulk_transfer() {
     let mut cfg = default_config();
     cfg.max_message_size = 80 * MIB as u64;
+    cfg.send_high_water = 128 * MIB as u64; // the backlog must hold 64 MiB + the small one
+    cfg.send_low_water = 64 * MIB as u64;
     let a = Node::with_config(&cfg);
     let mut b = Node::with_config(&cfg);
     let pb = b.listen("127.0.0.1");

@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 /// One cycle: two contexts, listeners, traffic both ways (lanes 0 and 1,
 /// small and multi-part messages), a closed raw socket, then free.
 fn cycle() {
-    let mut a = Node::new();
+    // Give up reconnecting quickly so the dead port below is reported fast.
+    let mut cfg = default_config();
+    cfg.reconnect_min_ms = 20;
+    cfg.reconnect_max_ms = 80;
+    cfg.reconnect_give_up_ms = 300;
+    let mut a = Node::with_config(&cfg);
     let mut b = Node::new();
     let pa = a.listen("127.0.0.1");
     let pb = b.listen("127.0.0.1");

@@ -8,9 +8,9 @@ mod body;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use xxnet::proto::handshake::{encode_ack, encode_goaway, encode_ping, encode_pong};
-use xxnet::proto::{SessionSync, 
+use xxnet::proto::{
     AckStatus, FrameDecoder, FrameHeader, FrameType, Hello, HelloAck, Outbound, Preface,
-    ProtoError, Reassembler, WriteBuf,
+    ProtoError, Reassembler, SessionSync, WriteBuf,
 };
 
 /// xorshift64* — deterministic, no dependency.

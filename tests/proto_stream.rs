@@ -484,35 +484,31 @@ fn drain_after_partial_writes_reports_exactly_the_unwritten() {
             completing.first().map(|m| (m.lane, m.msg_id))
         );
         assert!(w.is_empty());
-        // The rest is still in the Outbound (a partly encoded one included).
+        // Every encoded message (written or not) stays in flight until the
+        // peer acknowledges it; the rest is still queued (a partly encoded
+        // one included). Nothing was acknowledged, so the Outbound holds all.
         let queued = o.queued_msgs();
+        let inflight = o.inflight_msgs() as u64;
+        assert_eq!(inflight, written.msgs + unwritten.msgs, "round {round}");
         let drained = o.drain();
-        assert_eq!(drained.msgs as usize, queued);
-        assert_eq!(
-            written.msgs + unwritten.msgs + drained.msgs,
-            msgs.len() as u64
-        );
+        assert_eq!(drained.msgs, queued as u64 + inflight);
+        assert_eq!(drained.msgs, msgs.len() as u64);
         let total_bytes: u64 = msgs.iter().map(|m| m.payload.len() as u64).sum();
-        assert_eq!(written.bytes + unwritten.bytes + drained.bytes, total_bytes);
-        // `first` of the Outbound drain: head of the lowest non-empty lane.
+        assert_eq!(drained.bytes, total_bytes);
+        // `first` of the Outbound drain: the oldest message of the lowest
+        // non-empty lane.
         let mut summary = DrainSummary::default();
         summary.merge(unwritten);
         summary.merge(drained);
         assert_eq!(summary.msgs, unwritten.msgs + drained.msgs);
-        if drained.msgs > 0 {
-            let delivered_or_marked: Vec<u32> = r2.got.msgs.iter().map(|m| m.msg_id).collect();
-            let first_left = (0..4u8)
-                .find_map(|lane| {
-                    msgs.iter()
-                        .find(|m| m.lane == lane && !delivered_or_marked.contains(&m.msg_id))
-                })
-                .unwrap();
-            assert_eq!(drained.first, Some((first_left.lane, first_left.msg_id)));
-        }
-        assert!(o.is_empty());
+        let first = (0..4u8)
+            .find_map(|lane| msgs.iter().find(|m| m.lane == lane))
+            .unwrap();
+        assert_eq!(drained.first, Some((first.lane, first.msg_id)));
+        assert!(o.is_idle());
         assert_eq!(o.queued_bytes(), 0);
         with_unwritten += (unwritten.msgs > 0) as u32;
-        with_queued += (drained.msgs > 0) as u32;
+        with_queued += (queued > 0) as u32;
     }
     // Both kinds of leftovers occurred often.
     assert!(

@@ -140,7 +140,8 @@ pub extern "C" fn xxnet_send_ex(
             .unwrap_or_default()
             .to_opts()?;
         ctx.inner
-            .send(Dest::Addr(SocketAddr::new(ip, port)), opts, data)
+            .send(Dest::Addr(SocketAddr::new(ip, port)), opts, data, false)
+            .map(|_| ())
     })
 }
 
@@ -174,7 +175,86 @@ pub extern "C" fn xxnet_send_conn_ex(
             .copied()
             .unwrap_or_default()
             .to_opts()?;
-        ctx.inner.send(Dest::Conn(conn), opts, data)
+        ctx.inner
+            .send(Dest::Conn(conn), opts, data, false)
+            .map(|_| ())
+    })
+}
+
+/// Like `xxnet_send_ex`, and the host learns the message's fate: exactly one
+/// XXNET_EVENT_DELIVERED (the peer's xxnet received it) or XXNET_EVENT_EXPIRED
+/// (not acknowledged within opts->ack_timeout_ms, or the config's
+/// ack_timeout_ms when 0; the code says whether it was never sent or may still
+/// arrive) carries the id written to `*out_id` (never 0). `out_id` must not be NULL.
+#[no_mangle]
+pub extern "C" fn xxnet_send_need_ack(
+    ctx: *mut xxnet_ctx,
+    ip: *const c_char,
+    port: u16,
+    data: *const u8,
+    len: usize,
+    opts: *const xxnet_send_opts,
+    out_id: *mut u64,
+) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let out_id = unsafe { out_id.as_mut() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let ip = unsafe { read_ip(ip) }?;
+        if port == 0 {
+            return Err(XXNET_E_INVALID_ARG);
+        }
+        let data = unsafe { read_bytes(data, len) }?;
+        let opts = unsafe { opts.as_ref() }
+            .copied()
+            .unwrap_or_default()
+            .to_opts()?;
+        *out_id = ctx
+            .inner
+            .send(Dest::Addr(SocketAddr::new(ip, port)), opts, data, true)?;
+        Ok(())
+    })
+}
+
+/// `xxnet_send_need_ack` over a known connection.
+#[no_mangle]
+pub extern "C" fn xxnet_send_conn_need_ack(
+    ctx: *mut xxnet_ctx,
+    conn: u64,
+    data: *const u8,
+    len: usize,
+    opts: *const xxnet_send_opts,
+    out_id: *mut u64,
+) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let out_id = unsafe { out_id.as_mut() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let data = unsafe { read_bytes(data, len) }?;
+        let opts = unsafe { opts.as_ref() }
+            .copied()
+            .unwrap_or_default()
+            .to_opts()?;
+        *out_id = ctx.inner.send(Dest::Conn(conn), opts, data, true)?;
+        Ok(())
+    })
+}
+
+/// Reads the state of session `conn`: connecting, connected or
+/// reconnecting, queued and unacknowledged messages and bytes, the age of
+/// the oldest unacknowledged message. The figures are at most one reactor
+/// turn old. Returns XXNET_E_UNKNOWN_CONN for an id this host does not know
+/// (or whose DISCONNECTED event it already received).
+#[no_mangle]
+pub extern "C" fn xxnet_conn_info(
+    ctx: *mut xxnet_ctx,
+    conn: u64,
+    out: *mut xxnet_peer_info,
+) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let out = unsafe { out.as_mut() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let snap = ctx.inner.peer_info(conn)?;
+        *out = xxnet_peer_info::from_snapshot(&snap, std::time::Instant::now());
+        Ok(())
     })
 }
 

@@ -26,6 +26,23 @@ pub struct xxnet_config {
     /// Numeric IP announced to peers when this node listens on a wildcard address, or NULL:
     /// then the local address of each outgoing connection is announced. Read only during xxnet_new.
     pub advertise_ip: *const c_char,
+    /// First reconnect delay in ms after a session loses its connection; doubles per failed attempt, with jitter (default 100).
+    pub reconnect_min_ms: u32,
+    /// Longest reconnect delay in ms (default 5000).
+    pub reconnect_max_ms: u32,
+    /// A session without a connection for this many ms gives up: everything it holds is reported
+    /// (SEND_FAILED / EXPIRED) and DISCONNECTED follows (default 30000). 0: give up at the first failure.
+    pub reconnect_give_up_ms: u32,
+    /// A connection that receives nothing for this many ms is declared down (frozen peer, half-open
+    /// TCP); idle connections send a PING after a third of it (default 10000). 0: no heartbeats.
+    pub idle_timeout_ms: u32,
+    /// Per destination (address or conn), queued plus unacknowledged bytes above which sends return
+    /// XXNET_E_WOULD_BLOCK (default 32 MiB). A message is always accepted when nothing is outstanding.
+    pub send_high_water: u64,
+    /// Backlog under which a destination that returned XXNET_E_WOULD_BLOCK gets XXNET_EVENT_WRITABLE (default 16 MiB).
+    pub send_low_water: u64,
+    /// Default deadline in ms of a need-ack message (default 5000).
+    pub ack_timeout_ms: u32,
 }
 
 impl Default for xxnet_config {
@@ -39,6 +56,13 @@ impl Default for xxnet_config {
             handshake_timeout_ms: c.handshake_timeout_ms as u32,
             recv_queue_limit: c.recv_queue_limit as u64,
             advertise_ip: std::ptr::null(),
+            reconnect_min_ms: c.reconnect_min_ms as u32,
+            reconnect_max_ms: c.reconnect_max_ms as u32,
+            reconnect_give_up_ms: c.reconnect_give_up_ms as u32,
+            idle_timeout_ms: c.idle_timeout_ms as u32,
+            send_high_water: c.send_high_water as u64,
+            send_low_water: c.send_low_water as u64,
+            ack_timeout_ms: c.ack_timeout_ms as u32,
         }
     }
 }
@@ -68,6 +92,13 @@ impl xxnet_config {
             handshake_timeout_ms: self.handshake_timeout_ms as u64,
             recv_queue_limit: usize::try_from(self.recv_queue_limit).unwrap_or(usize::MAX),
             advertise_ip,
+            reconnect_min_ms: self.reconnect_min_ms as u64,
+            reconnect_max_ms: self.reconnect_max_ms as u64,
+            reconnect_give_up_ms: self.reconnect_give_up_ms as u64,
+            idle_timeout_ms: self.idle_timeout_ms as u64,
+            send_high_water: usize::try_from(self.send_high_water).unwrap_or(usize::MAX),
+            send_low_water: usize::try_from(self.send_low_water).unwrap_or(usize::MAX),
+            ack_timeout_ms: self.ack_timeout_ms as u64,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -84,6 +115,8 @@ pub struct xxnet_send_opts {
     pub msg_id: u32,
     /// Reserved flag bits; must be 0 for now (unknown bits return XXNET_E_INVALID_ARG).
     pub flags: u32,
+    /// Need-ack sends: the deadline in ms (0: the config's ack_timeout_ms). Ignored by other sends.
+    pub ack_timeout_ms: u32,
 }
 
 impl xxnet_send_opts {
@@ -94,6 +127,7 @@ impl xxnet_send_opts {
         Ok(SendOpts {
             lane: self.lane as u8,
             msg_id: self.msg_id,
+            ack_timeout_ms: self.ack_timeout_ms,
         })
     }
 }
@@ -220,6 +254,14 @@ pub struct xxnet_stats {
     pub send_failed_msgs: u64,
     /// Connections accepted from peers (including refused ones).
     pub accepted_connections: u64,
+    /// Messages the peers acknowledged.
+    pub msgs_acked: u64,
+    /// Messages sent again after a reconnect because the peer had not acknowledged them.
+    pub msgs_resent: u64,
+    /// Received messages dropped because they were already delivered.
+    pub duplicates_dropped: u64,
+    /// Sessions that got a connection back after losing one.
+    pub reconnects: u64,
 }
 
 impl From<Stats> for xxnet_stats {
@@ -237,6 +279,54 @@ impl From<Stats> for xxnet_stats {
             connect_failures: s.connect_failures,
             send_failed_msgs: s.send_failed_msgs,
             accepted_connections: s.accepted_connections,
+            msgs_acked: s.msgs_acked,
+            msgs_resent: s.msgs_resent,
+            duplicates_dropped: s.duplicates_dropped,
+            reconnects: s.reconnects,
         }
+    }
+}
+
+/// A session's state for introspection, read with `xxnet_conn_info`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct xxnet_peer_info {
+    /// XXNET_PEER_CONNECTING, XXNET_PEER_CONNECTED or XXNET_PEER_RECONNECTING.
+    pub state: u32,
+    /// Connection attempts since the session last had a connection.
+    pub attempts: u32,
+    /// Messages waiting to be sent.
+    pub queued_msgs: u64,
+    /// Payload bytes waiting to be sent.
+    pub queued_bytes: u64,
+    /// Messages sent and not yet acknowledged by the peer.
+    pub unacked_msgs: u64,
+    /// Payload bytes sent and not yet acknowledged.
+    pub unacked_bytes: u64,
+    /// Age in ms of the oldest unacknowledged message (0 if none).
+    pub oldest_unacked_ms: u64,
+    /// The peer's port (listen port for a peer that listens).
+    pub peer_port: u16,
+    /// The peer's numeric IP, NUL-terminated.
+    pub peer_ip: [c_char; 48],
+}
+
+impl xxnet_peer_info {
+    pub(crate) fn from_snapshot(s: &crate::bridge::PeerSnapshot, now: std::time::Instant) -> Self {
+        let mut out = xxnet_peer_info {
+            state: s.state as u32,
+            attempts: s.attempts,
+            queued_msgs: s.queued_msgs,
+            queued_bytes: s.queued_bytes,
+            unacked_msgs: s.unacked_msgs,
+            unacked_bytes: s.unacked_bytes,
+            oldest_unacked_ms: s
+                .oldest_unacked
+                .map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64),
+            peer_port: s.peer.port(),
+            peer_ip: [0; 48],
+        };
+        write_ip(&mut out.peer_ip, s.peer.ip());
+        out
     }
 }

@@ -5,16 +5,19 @@
 //! types. Everything here is tested deterministically.
 
 pub mod decoder;
+pub mod endpoint;
 pub mod error;
+pub mod event;
 pub mod frame;
 pub mod handshake;
 pub mod outbound;
 pub mod pool;
 pub mod reassembly;
+pub mod session;
 
 pub use decoder::FrameDecoder;
 pub use error::ProtoError;
 pub use frame::{Frame, FrameHeader, FrameType, Preface};
 pub use handshake::{AckStatus, Hello, HelloAck, SessionSync};
-pub use outbound::{DrainSummary, FillStats, Outbound, WriteBuf};
+pub use outbound::{Cancel, DrainSummary, FillStats, MsgInfo, MsgTag, Outbound, WriteBuf};
 pub use reassembly::{InMessage, Reassembler};

@@ -12,6 +12,7 @@ use super::FrameHeader;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::time::Instant;
 
 /// End position of one message in a [`WriteBuf`]'s byte stream.
 #[derive(Clone, Copy, Debug)]
@@ -223,18 +224,75 @@ pub struct DrainSummary {
     pub first: Option<(u8, u32)>,
 }
 
-/// A queued message.
+/// Host-side bookkeeping carried by a message: which need-ack id it
+/// answers to (0: none) and which backlog account it is charged to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsgTag {
+    /// Need-ack id (0: not tracked).
+    pub track: u64,
+    /// Backlog account (see `crate::bridge::Account`); 0: none.
+    pub acct: u32,
+}
+
+/// What callbacks learn about a message leaving the queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgInfo {
+    /// Lane it travels on.
+    pub lane: u8,
+    /// Route id.
+    pub msg_id: u32,
+    /// Sequence number (0 if it was never encoded).
+    pub seq: u32,
+    /// Payload bytes.
+    pub len: usize,
+    /// Host bookkeeping.
+    pub tag: MsgTag,
+}
+
+/// Result of `Outbound::cancel_unsent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cancel {
+    /// Removed before any byte of it was encoded: it will never be sent.
+    Removed,
+    /// Some or all of it was already encoded (it may reach the peer).
+    AlreadySent,
+    /// No such message is held (already acknowledged or drained).
+    NotFound,
+}
+
+/// A held message.
 #[derive(Debug)]
 struct OutMsg {
     msg_id: u32,
+    /// 0 until its first part is encoded.
     seq: u32,
     payload: Bytes,
+    tag: MsgTag,
+    /// Cancelled while queued; skipped by `fill`.
+    cancelled: bool,
+    /// When it was completely encoded (for the oldest-unacknowledged age).
+    sent_at: Option<Instant>,
+}
+
+impl OutMsg {
+    fn info(&self, lane: usize) -> MsgInfo {
+        MsgInfo {
+            lane: lane as u8,
+            msg_id: self.msg_id,
+            seq: self.seq,
+            len: self.payload.len(),
+            tag: self.tag,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Lane {
+    /// Not completely encoded yet; the head may be partly encoded (`sent`).
     queue: VecDeque<OutMsg>,
-    /// Seq the next pushed message gets.
+    /// Completely encoded, waiting for the peer's acknowledgement.
+    inflight: VecDeque<OutMsg>,
+    /// Seq the next message to start encoding gets.
     next_seq: u32,
     /// Payload bytes of the head message already encoded (multi-part only).
     sent: usize,
@@ -244,18 +302,29 @@ impl Default for Lane {
     fn default() -> Self {
         Lane {
             queue: VecDeque::new(),
+            inflight: VecDeque::new(),
             next_seq: 1,
             sent: 0,
         }
     }
 }
 
-/// Per-lane queues of messages waiting to be framed.
+/// True when `a` is at or before `b` in the wrapping sequence space.
+pub fn seq_le(a: u32, b: u32) -> bool {
+    b.wrapping_sub(a) < (1 << 31)
+}
+
+/// A peer's outgoing messages, per lane: queued (waiting to be framed) and
+/// in flight (framed, waiting for an acknowledgement).
 ///
-/// Each message gets its lane's next `seq` when pushed. `fill` gives the
-/// non-empty lanes turns round robin (the position persists across calls):
-/// a turn is one fragment of a message larger than the fragment size, or a
-/// run of whole small messages of about the fragment size in total.
+/// A message gets its lane's next `seq` when its first part is encoded, so
+/// a message cancelled before that leaves no gap. `fill` gives the non-empty
+/// lanes turns round robin (the position persists across calls): a turn is
+/// one fragment of a message larger than the fragment size, or a run of
+/// whole small messages of about the fragment size in total. Completed
+/// messages move to the lane's in-flight list until `ack` releases them;
+/// `rewind` puts them back in front of the queue, with their numbers, to be
+/// sent again on a new connection.
 #[derive(Debug)]
 pub struct Outbound {
     fragment: usize,
@@ -264,6 +333,8 @@ pub struct Outbound {
     next_lane: usize,
     queued_msgs: usize,
     queued_bytes: usize,
+    inflight_msgs: usize,
+    inflight_bytes: usize,
 }
 
 impl Outbound {
@@ -281,6 +352,8 @@ impl Outbound {
             next_lane: 0,
             queued_msgs: 0,
             queued_bytes: 0,
+            inflight_msgs: 0,
+            inflight_bytes: 0,
         }
     }
 
@@ -289,11 +362,16 @@ impl Outbound {
         self.fragment
     }
 
-    /// Queues one message on a lane (lane < FrameHeader::LANES).
+    /// Queues one untagged message on a lane (lane < FrameHeader::LANES).
+    pub fn push(&mut self, lane: u8, msg_id: u32, payload: Bytes) {
+        self.push_tagged(lane, msg_id, payload, MsgTag::default());
+    }
+
+    /// Queues one message with host bookkeeping.
     ///
     /// Panics if `lane` is out of range or the payload is above
     /// [`Outbound::MAX_MESSAGE`]; callers validate both first.
-    pub fn push(&mut self, lane: u8, msg_id: u32, payload: Bytes) {
+    pub fn push_tagged(&mut self, lane: u8, msg_id: u32, payload: Bytes, tag: MsgTag) {
         assert!(
             (lane as usize) < FrameHeader::LANES,
             "lane {lane} out of range"
@@ -303,21 +381,26 @@ impl Outbound {
             "message of {} bytes",
             payload.len()
         );
-        let l = &mut self.lanes[lane as usize];
-        let seq = l.next_seq;
-        l.next_seq = FrameHeader::next_seq(seq);
         self.queued_msgs += 1;
         self.queued_bytes += payload.len();
-        l.queue.push_back(OutMsg {
+        self.lanes[lane as usize].queue.push_back(OutMsg {
             msg_id,
-            seq,
+            seq: 0,
             payload,
+            tag,
+            cancelled: false,
+            sent_at: None,
         });
     }
 
-    /// True when no message is waiting (or partly encoded).
+    /// True when nothing waits to be framed (in-flight messages may remain).
     pub fn is_empty(&self) -> bool {
         self.queued_msgs == 0
+    }
+
+    /// True when nothing is held at all.
+    pub fn is_idle(&self) -> bool {
+        self.queued_msgs == 0 && self.inflight_msgs == 0
     }
 
     /// Messages not yet completely encoded.
@@ -325,37 +408,98 @@ impl Outbound {
         self.queued_msgs
     }
 
-    /// Payload bytes not yet encoded.
+    /// Payload bytes of messages not yet completely encoded.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
 
+    /// Messages encoded and not yet acknowledged.
+    pub fn inflight_msgs(&self) -> usize {
+        self.inflight_msgs
+    }
+
+    /// Payload bytes of messages encoded and not yet acknowledged.
+    pub fn inflight_bytes(&self) -> usize {
+        self.inflight_bytes
+    }
+
+    /// When the oldest unacknowledged message was completely encoded.
+    pub fn oldest_inflight(&self) -> Option<Instant> {
+        self.lanes
+            .iter()
+            .filter_map(|l| l.inflight.front().and_then(|m| m.sent_at))
+            .min()
+    }
+
     /// Messages not yet completely encoded on one lane.
     pub fn lane_queued_msgs(&self, lane: u8) -> usize {
-        self.lanes.get(lane as usize).map_or(0, |l| l.queue.len())
+        self.lanes
+            .get(lane as usize)
+            .map_or(0, |l| l.queue.iter().filter(|m| !m.cancelled).count())
     }
 
     /// Encodes DATA frames into `out`, interleaving lanes, until `out.len() >= limit` or nothing is left.
+    pub fn fill(&mut self, out: &mut WriteBuf, limit: usize) -> FillStats {
+        self.fill_at(out, limit, None)
+    }
+
+    /// `fill`, stamping completed messages with `now` (for the oldest-unacknowledged age).
     ///
     /// Calls `out.end_message` after each message's last byte. Returns the
     /// messages completely encoded by this call.
-    pub fn fill(&mut self, out: &mut WriteBuf, limit: usize) -> FillStats {
+    pub fn fill_at(&mut self, out: &mut WriteBuf, limit: usize, now: Option<Instant>) -> FillStats {
         let mut stats = FillStats::default();
         while out.len() < limit && self.queued_msgs > 0 {
             let lane = (0..FrameHeader::LANES)
                 .map(|i| (self.next_lane + i) % FrameHeader::LANES)
-                .find(|&l| !self.lanes[l].queue.is_empty())
+                .find(|&l| {
+                    let q = &mut self.lanes[l].queue;
+                    while q.front().is_some_and(|m| m.cancelled) {
+                        q.pop_front();
+                    }
+                    !q.is_empty()
+                })
                 .expect("a lane with data");
-            self.turn(lane, out, limit, &mut stats);
+            self.turn(lane, out, limit, now, &mut stats);
             self.next_lane = (lane + 1) % FrameHeader::LANES;
         }
         stats
     }
 
+    /// Gives the head message its sequence number if it has none yet.
+    fn number_head(lane: &mut Lane) {
+        let next = lane.next_seq;
+        let m = lane.queue.front_mut().expect("non-empty lane");
+        if m.seq == 0 {
+            m.seq = next;
+            lane.next_seq = FrameHeader::next_seq(next);
+        }
+    }
+
+    /// Moves the completely encoded head message to the in-flight list.
+    fn complete_head(&mut self, lane_no: usize, now: Option<Instant>) {
+        let lane = &mut self.lanes[lane_no];
+        let mut m = lane.queue.pop_front().expect("head message");
+        m.sent_at = now;
+        lane.sent = 0;
+        self.queued_msgs -= 1;
+        self.inflight_msgs += 1;
+        self.inflight_bytes += m.payload.len();
+        lane.inflight.push_back(m);
+    }
+
     /// One lane's turn: one part of a large message, or a run of small ones.
-    fn turn(&mut self, lane_no: usize, out: &mut WriteBuf, limit: usize, stats: &mut FillStats) {
+    fn turn(
+        &mut self,
+        lane_no: usize,
+        out: &mut WriteBuf,
+        limit: usize,
+        now: Option<Instant>,
+        stats: &mut FillStats,
+    ) {
         let frag = self.fragment;
         let lane = &mut self.lanes[lane_no];
+        Self::number_head(lane);
         let m = lane.queue.front().expect("non-empty lane");
         let total = m.payload.len();
         if total > frag {
@@ -391,9 +535,7 @@ impl Outbound {
                 out.end_message(lane_no as u8, m.msg_id, total);
                 stats.msgs += 1;
                 stats.bytes += total as u64;
-                lane.sent = 0;
-                lane.queue.pop_front();
-                self.queued_msgs -= 1;
+                self.complete_head(lane_no, now);
             } else {
                 lane.sent = end;
             }
@@ -402,13 +544,20 @@ impl Outbound {
         // A run of whole messages, at least one, up to about `frag` bytes
         // (headers counted, so that empty messages end a run too).
         let mut used = 0;
-        while let Some(m) = lane.queue.front() {
+        loop {
+            let lane = &mut self.lanes[lane_no];
+            while lane.queue.front().is_some_and(|m| m.cancelled) {
+                lane.queue.pop_front();
+            }
+            let Some(m) = lane.queue.front() else { break };
             let len = m.payload.len();
             if len > frag
                 || (used > 0 && (used + FrameHeader::LEN + len > frag || out.len() >= limit))
             {
                 break;
             }
+            Self::number_head(lane);
+            let m = lane.queue.front().expect("head message");
             let h = FrameHeader::data(
                 len as u32,
                 FrameHeader::FIRST | FrameHeader::LAST,
@@ -423,52 +572,113 @@ impl Outbound {
             stats.bytes += len as u64;
             used += FrameHeader::LEN + len;
             self.queued_bytes -= len;
-            self.queued_msgs -= 1;
-            lane.queue.pop_front();
+            self.complete_head(lane_no, now);
         }
     }
 
-    /// Removes every message not completely encoded.
-    ///
-    /// A message whose first parts were already encoded counts as removed
-    /// (its bytes in full). `first` is the head of the lowest-numbered
-    /// non-empty lane (lanes are summarised in order 0..3, each oldest
-    /// first). Each lane's sequence is rewound to the first removed message,
-    /// so that numbering stays contiguous with what was encoded.
-    pub fn drain(&mut self) -> DrainSummary {
+    /// Releases the in-flight messages of `lane` up to and including `upto`
+    /// (the peer's cumulative acknowledgement), calling `f` for each.
+    pub fn ack(&mut self, lane: u8, upto: u32, mut f: impl FnMut(MsgInfo)) -> FillStats {
+        let mut st = FillStats::default();
+        let Some(l) = self.lanes.get_mut(lane as usize) else {
+            return st;
+        };
+        while let Some(m) = l.inflight.front() {
+            if upto == 0 || !seq_le(m.seq, upto) {
+                break;
+            }
+            let m = l.inflight.pop_front().expect("front exists");
+            self.inflight_msgs -= 1;
+            self.inflight_bytes -= m.payload.len();
+            st.msgs += 1;
+            st.bytes += m.payload.len() as u64;
+            f(m.info(lane as usize));
+        }
+        st
+    }
+
+    /// Puts every in-flight message back in front of its lane's queue (with
+    /// its sequence number) and restarts a partly encoded message, so a new
+    /// connection carries them again. Returns how many will be resent.
+    pub fn rewind(&mut self) -> usize {
+        let mut n = 0;
+        for lane in self.lanes.iter_mut() {
+            if lane.sent > 0 {
+                self.queued_bytes += lane.sent;
+                lane.sent = 0;
+                n += 1;
+            }
+            while let Some(mut m) = lane.inflight.pop_back() {
+                m.sent_at = None;
+                self.inflight_msgs -= 1;
+                self.inflight_bytes -= m.payload.len();
+                self.queued_msgs += 1;
+                self.queued_bytes += m.payload.len();
+                lane.queue.push_front(m);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Cancels the queued message tracked as `track` on `lane` if none of it
+    /// was encoded yet.
+    pub fn cancel_unsent(&mut self, lane: u8, track: u64) -> Cancel {
+        self.cancel_unsent_info(lane, track).0
+    }
+
+    /// `cancel_unsent`, also describing the removed message.
+    pub fn cancel_unsent_info(&mut self, lane: u8, track: u64) -> (Cancel, Option<MsgInfo>) {
+        let lane_no = lane as usize;
+        let Some(l) = self.lanes.get_mut(lane_no) else {
+            return (Cancel::NotFound, None);
+        };
+        let partial = l.sent > 0;
+        for (i, m) in l.queue.iter_mut().enumerate() {
+            if m.tag.track == track && !m.cancelled {
+                if m.seq != 0 || (i == 0 && partial) {
+                    return (Cancel::AlreadySent, None);
+                }
+                m.cancelled = true;
+                self.queued_msgs -= 1;
+                self.queued_bytes -= m.payload.len();
+                return (Cancel::Removed, Some(m.info(lane_no)));
+            }
+        }
+        if l.inflight.iter().any(|m| m.tag.track == track) {
+            return (Cancel::AlreadySent, None);
+        }
+        (Cancel::NotFound, None)
+    }
+
+    /// Removes every message held (in flight and queued), calling `f` for
+    /// each in lane order 0..3, oldest first, and restarts every lane's
+    /// numbering at 1: the end of a session.
+    pub fn drain_with(&mut self, mut f: impl FnMut(MsgInfo)) -> DrainSummary {
         let mut s = DrainSummary::default();
         for (i, lane) in self.lanes.iter_mut().enumerate() {
-            if let Some(m) = lane.queue.front() {
-                lane.next_seq = m.seq;
+            let all = lane.inflight.drain(..).chain(lane.queue.drain(..));
+            for m in all.filter(|m| !m.cancelled) {
                 if s.first.is_none() {
                     s.first = Some((i as u8, m.msg_id));
                 }
-            }
-            for m in lane.queue.drain(..) {
                 s.msgs += 1;
                 s.bytes += m.payload.len() as u64;
+                f(m.info(i));
             }
             lane.sent = 0;
+            lane.next_seq = 1;
         }
         self.queued_msgs = 0;
         self.queued_bytes = 0;
+        self.inflight_msgs = 0;
+        self.inflight_bytes = 0;
         s
     }
 
-    /// Prepares the queues for a new connection: every lane's sequence
-    /// restarts at 1, the queued messages are renumbered 1, 2, ... in order,
-    /// and a partly encoded message will be encoded again from its start.
-    pub fn restart_sequences(&mut self) {
-        for lane in self.lanes.iter_mut() {
-            self.queued_bytes += lane.sent;
-            lane.sent = 0;
-            let mut seq = 0;
-            for m in lane.queue.iter_mut() {
-                seq = FrameHeader::next_seq(seq);
-                m.seq = seq;
-            }
-            lane.next_seq = FrameHeader::next_seq(seq);
-        }
+    /// `drain_with` without a callback.
+    pub fn drain(&mut self) -> DrainSummary {
+        self.drain_with(|_| {})
     }
 }
 
@@ -811,7 +1021,7 @@ mod tests {
     }
 
     #[test]
-    fn drain_reports_queued_and_partial() {
+    fn drain_reports_everything_held_and_restarts_numbering() {
         let mut o = Outbound::new(100);
         o.push(2, 20, Bytes::from(vec![0u8; 250]));
         o.push(2, 21, Bytes::from(vec![0u8; 5]));
@@ -820,38 +1030,57 @@ mod tests {
         // Lane 1 goes first (round robin starts at 0), then lane 2's FIRST part.
         let st = o.fill(&mut w, 23 + 120);
         assert_eq!(st, FillStats { msgs: 1, bytes: 7 });
-        assert_eq!(o.queued_msgs(), 2);
-        assert_eq!(o.queued_bytes(), 150 + 5);
-        let s = o.drain();
+        assert_eq!((o.queued_msgs(), o.queued_bytes()), (2, 150 + 5));
+        assert_eq!((o.inflight_msgs(), o.inflight_bytes()), (1, 7));
+        let mut seen = Vec::new();
+        let s = o.drain_with(|m| seen.push((m.lane, m.msg_id, m.seq)));
         assert_eq!(
             s,
             DrainSummary {
-                msgs: 2,
-                bytes: 255,
-                first: Some((2, 20))
+                msgs: 3,
+                bytes: 262,
+                first: Some((1, 10))
             }
         );
-        assert!(o.is_empty());
-        assert_eq!((o.queued_msgs(), o.queued_bytes()), (0, 0));
+        assert_eq!(seen, vec![(1, 10, 1), (2, 20, 1), (2, 21, 0)]);
+        assert!(o.is_idle());
         assert_eq!(o.drain(), DrainSummary::default());
-        // Sequence rewound to the first drained message on lane 2.
+        // A new session numbers every lane from 1 again.
         o.push(2, 22, Bytes::new());
         o.push(1, 11, Bytes::new());
         let mut w = WriteBuf::new();
         o.fill(&mut w, usize::MAX);
-        let fs = frames(&pending(&w));
-        let seqs: Vec<(u8, u32)> = fs.iter().map(|f| (f.header.lane, f.header.seq)).collect();
-        assert_eq!(seqs.len(), 2);
-        assert!(seqs.contains(&(2, 1)) && seqs.contains(&(1, 2)));
-        // Lane order 0..3 for `first`.
-        let mut o = Outbound::new(100);
-        o.push(3, 30, Bytes::new());
-        o.push(0, 5, Bytes::new());
-        assert_eq!(o.drain().first, Some((0, 5)));
+        let seqs: Vec<(u8, u32)> = frames(&pending(&w))
+            .iter()
+            .map(|f| (f.header.lane, f.header.seq))
+            .collect();
+        assert_eq!(seqs, vec![(1, 1), (2, 1)]);
     }
 
     #[test]
-    fn restart_sequences_renumbers() {
+    fn ack_releases_in_order_up_to_the_cumulative_seq() {
+        let mut o = Outbound::new(100);
+        for i in 0..5u32 {
+            o.push(0, i, Bytes::from(vec![1u8; 10]));
+        }
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, usize::MAX);
+        assert_eq!((o.queued_msgs(), o.inflight_msgs()), (0, 5));
+        let mut acked = Vec::new();
+        let st = o.ack(0, 3, |m| acked.push(m.seq));
+        assert_eq!((st.msgs, st.bytes), (3, 30));
+        assert_eq!(acked, vec![1, 2, 3]);
+        // Stale or repeated acknowledgements release nothing more.
+        assert_eq!(o.ack(0, 2, |_| panic!("stale ack")).msgs, 0);
+        assert_eq!(o.ack(0, 0, |_| panic!("ack 0")).msgs, 0);
+        assert_eq!(o.ack(1, 5, |_| panic!("other lane")).msgs, 0);
+        assert_eq!(o.inflight_msgs(), 2);
+        assert_eq!(o.ack(0, 5, |_| {}).msgs, 2);
+        assert!(o.is_idle());
+    }
+
+    #[test]
+    fn rewind_resends_unacknowledged_with_their_numbers() {
         let mut o = Outbound::new(100);
         o.push(0, 1, Bytes::new());
         o.push(0, 2, Bytes::from(vec![1u8; 300]));
@@ -859,17 +1088,60 @@ mod tests {
         let mut w = WriteBuf::new();
         o.fill(&mut w, 17 + 1); // msg 1 and the FIRST part of msg 2
         assert_eq!(o.queued_bytes(), 200);
-        o.restart_sequences();
-        assert_eq!(o.queued_bytes(), 300);
+        assert_eq!(o.inflight_msgs(), 1);
+        // The connection breaks; the peer had delivered nothing.
+        assert_eq!(o.rewind(), 2);
+        assert_eq!(
+            (o.queued_msgs(), o.queued_bytes(), o.inflight_msgs()),
+            (3, 300, 0)
+        );
         let mut w = WriteBuf::new();
         o.fill(&mut w, usize::MAX);
         let fs = frames(&pending(&w));
-        assert_eq!(fs[0].header.flags, FrameHeader::FIRST);
-        let seqs: Vec<(u32, u32)> = fs.iter().map(|f| (f.header.msg_id, f.header.seq)).collect();
-        assert_eq!(seqs, vec![(2, 1), (2, 1), (2, 1), (3, 2)]);
+        let seqs: Vec<(u32, u32, u8)> = fs
+            .iter()
+            .map(|f| (f.header.msg_id, f.header.seq, f.header.flags))
+            .collect();
+        assert_eq!(
+            seqs,
+            vec![(1, 1, 3), (2, 2, 1), (2, 2, 0), (2, 2, 2), (3, 3, 3)],
+            "same numbers, the big one again from its first part"
+        );
         o.push(0, 4, Bytes::new());
         o.fill(&mut w, usize::MAX);
-        assert_eq!(frames(&pending(&w)).last().unwrap().header.seq, 3);
+        assert_eq!(frames(&pending(&w)).last().unwrap().header.seq, 4);
+    }
+
+    #[test]
+    fn cancel_unsent_only_before_encoding() {
+        let mut o = Outbound::new(100);
+        let tag = |t| MsgTag { track: t, acct: 0 };
+        o.push_tagged(0, 1, Bytes::from(vec![0u8; 250]), tag(1));
+        o.push_tagged(0, 2, Bytes::from(vec![0u8; 5]), tag(2));
+        o.push_tagged(0, 3, Bytes::from(vec![0u8; 5]), tag(3));
+        let mut w = WriteBuf::new();
+        o.fill(&mut w, 1); // FIRST part of message 1 only
+        assert_eq!(o.cancel_unsent(0, 1), Cancel::AlreadySent);
+        assert_eq!(o.cancel_unsent(0, 2), Cancel::Removed);
+        assert_eq!(o.cancel_unsent(0, 2), Cancel::NotFound);
+        assert_eq!(o.cancel_unsent(0, 9), Cancel::NotFound);
+        assert_eq!((o.queued_msgs(), o.queued_bytes()), (2, 150 + 5));
+        o.fill(&mut w, usize::MAX);
+        let ids: Vec<(u32, u32)> = frames(&pending(&w))
+            .iter()
+            .map(|f| (f.header.msg_id, f.header.seq))
+            .collect();
+        // No gap in the numbering where message 2 was.
+        assert_eq!(ids, vec![(1, 1), (1, 1), (1, 1), (3, 2)]);
+        assert_eq!(o.cancel_unsent(0, 3), Cancel::AlreadySent);
+        assert_eq!(o.drain().msgs, 2);
+    }
+
+    #[test]
+    fn seq_comparison_wraps() {
+        assert!(seq_le(1, 1) && seq_le(1, 2) && !seq_le(2, 1));
+        assert!(seq_le(u32::MAX, 1), "1 follows u32::MAX (0 is skipped)");
+        assert!(!seq_le(1, u32::MAX));
     }
 
     #[test]

@@ -31,12 +31,12 @@ struct Partial {
 
 #[derive(Debug, Default)]
 struct LaneState {
-    /// Seq of the last message started on this lane (0: none yet).
-    last_seq: u32,
     partial: Option<Partial>,
 }
 
-/// Joins DATA parts per lane and checks sizes, order and sequence numbers.
+/// Joins DATA parts per lane and checks sizes and part order. Sequence
+/// numbers across messages are the session's business
+/// (`proto::session::Session::accept`).
 #[derive(Debug)]
 pub struct Reassembler {
     max_message: usize,
@@ -67,9 +67,7 @@ impl Reassembler {
     /// header, a lane out of range, a FIRST-only body under 4 bytes, a
     /// `total_len` not larger than the first fragment, a FIRST while the lane
     /// has an open message, a middle/LAST part with none open or with another
-    /// `msg_id`/`seq`, parts adding up to more or less than `total_len`, and
-    /// a new message whose `seq` is not the lane's previous one plus one
-    /// (wrapping, skipping 0; the first message on a lane has seq 1).
+    /// `msg_id`/`seq`, and parts adding up to more or less than `total_len`.
     pub fn push(
         &mut self,
         header: &FrameHeader,
@@ -94,16 +92,10 @@ impl Reassembler {
                     "FIRST while a message is open on the lane",
                 ));
             }
-            if header.seq != FrameHeader::next_seq(lane.last_seq) {
-                return Err(ProtoError::BadFrame(
-                    "message seq is not the previous one plus one",
-                ));
-            }
             if last {
                 if body.len() > self.max_message {
                     return Err(ProtoError::MessageTooLarge(body.len() as u64));
                 }
-                lane.last_seq = header.seq;
                 return Ok(Some(InMessage {
                     lane: lane_no,
                     msg_id: header.msg_id,
@@ -130,7 +122,6 @@ impl Reassembler {
             let mut buf = BytesMut::with_capacity(total.min(Self::INITIAL_RESERVE));
             buf.extend_from_slice(frag);
             self.buffered += frag.len();
-            lane.last_seq = header.seq;
             lane.partial = Some(Partial {
                 msg_id: header.msg_id,
                 seq: header.seq,
@@ -302,25 +293,6 @@ mod tests {
     }
 
     #[test]
-    fn seq_wraps_skipping_zero() {
-        let mut r = Reassembler::new(10);
-        r.lanes[1].last_seq = u32::MAX - 1;
-        assert!(push(&mut r, F | L, 1, 0, u32::MAX, Bytes::new())
-            .unwrap()
-            .is_some());
-        assert!(push(&mut r, F | L, 1, 0, 1, Bytes::new())
-            .unwrap()
-            .is_some());
-        assert!(push(&mut r, F | L, 1, 0, 2, Bytes::new())
-            .unwrap()
-            .is_some());
-        // After u32::MAX, 0 is not accepted (a header with seq 0 is refused by
-        // the parser too).
-        r.lanes[2].last_seq = u32::MAX;
-        assert!(push(&mut r, F | L, 2, 0, 0, Bytes::new()).is_err());
-    }
-
-    #[test]
     fn size_limits() {
         let max = 16 << 20;
         let mut r = Reassembler::new(max);
@@ -444,36 +416,6 @@ mod tests {
                 vec![open()],
                 (L, 0, 7, 1, Bytes::from(vec![0; 6])),
                 "parts add up to less than total_len",
-            ),
-            (
-                "first seq 2",
-                vec![],
-                (F | L, 0, 7, 2, Bytes::new()),
-                "message seq is not the previous one plus one",
-            ),
-            (
-                "first multi-part seq 5",
-                vec![],
-                (F, 0, 7, 5, first_body(10, b"")),
-                "message seq is not the previous one plus one",
-            ),
-            (
-                "seq repeated",
-                vec![(F | L, 0, 7, 1, Bytes::new())],
-                (F | L, 0, 7, 1, Bytes::new()),
-                "message seq is not the previous one plus one",
-            ),
-            (
-                "seq skipped",
-                vec![(F | L, 0, 7, 1, Bytes::new())],
-                (F | L, 0, 7, 3, Bytes::new()),
-                "message seq is not the previous one plus one",
-            ),
-            (
-                "seq after multi-part",
-                vec![open(), (L, 0, 7, 1, Bytes::from(vec![0; 7]))],
-                (F | L, 0, 7, 1, Bytes::new()),
-                "message seq is not the previous one plus one",
             ),
             (
                 "flag bits",

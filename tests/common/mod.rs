@@ -185,6 +185,7 @@ impl Node {
             lane,
             msg_id,
             flags: 0,
+            ack_timeout_ms: 0,
         };
         xxnet_send_ex(
             self.ctx,
@@ -213,6 +214,7 @@ impl Node {
             lane,
             msg_id,
             flags: 0,
+            ack_timeout_ms: 0,
         };
         xxnet_send_conn_ex(self.ctx, conn, data.as_ptr(), data.len(), &opts)
     }
@@ -350,6 +352,13 @@ pub const T_DATA: u8 = 3;
 pub const T_PING: u8 = 4;
 pub const T_PONG: u8 = 5;
 pub const T_GOAWAY: u8 = 6;
+pub const T_ACK: u8 = 7;
+
+/// A whole ACK frame: the last delivered sequence number per lane.
+pub fn ack_frame(delivered: [u32; 4]) -> Vec<u8> {
+    let body: Vec<u8> = delivered.iter().flat_map(|d| d.to_le_bytes()).collect();
+    frame(T_ACK, 0, 0, 0, 0, &body)
+}
 pub const F_FIRST: u8 = 1;
 pub const F_LAST: u8 = 2;
 

@@ -1,2 +1,0 @@
-# Empty dependencies file for header_c11.
-# This may be replaced when dependencies are built.

@@ -1,0 +1,1520 @@
+//! The sans-IO node: links (TCP connections), peers (sessions), the pool,
+//! the handshake and its tie-break, reconnecting, heartbeats and
+//! acknowledgements. No socket, thread or clock: the reactor feeds it bytes,
+//! socket outcomes and `now`, and carries out the `Action`s it asks for.
+//! Tests drive two endpoints through in-memory pipes on a virtual clock.
+//!
+//! Vocabulary: a *link* is one TCP connection and its framing state; a
+//! *peer* is the other node (or client) and its [`Session`], which outlives
+//! links. The host's `conn` id names a peer's session.
+
+use super::event::Event;
+use super::handshake::{self, SessionSync};
+use super::outbound::MsgTag;
+use super::pool::{decide_hello, HelloDecision, PeerView};
+use super::session::{Accept, Report, Session, SessionEvent};
+use super::{
+    AckStatus, FrameDecoder, FrameType, Hello, HelloAck, Preface, ProtoError, Reassembler, WriteBuf,
+};
+use crate::codes::*;
+use crate::config::Config;
+use bytes::{Bytes, BytesMut};
+use slab::Slab;
+use smallvec::SmallVec;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::os::raw::c_int;
+use std::time::{Duration, Instant};
+
+/// Refill a link's write buffer from its session when it holds less than this.
+const WBUF_LOW: usize = 64 * 1024;
+/// Encode at most about this much ahead of the socket, so a small message on
+/// one lane never waits behind much of a large one on another.
+const WBUF_HIGH: usize = 256 * 1024;
+/// How long an owed acknowledgement may wait for a frame to ride along with.
+const ACK_DELAY: Duration = Duration::from_millis(2);
+
+/// What the reactor must do with sockets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Open a TCP connection for `link` to `addr`; report with `connected` or `link_failed`.
+    Connect { link: usize, addr: SocketAddr },
+    /// Write `goodbye` if possible (best effort, non-blocking), then close the socket of `link`.
+    /// The link id may be reused after this.
+    Close { link: usize, goodbye: Option<Bytes> },
+}
+
+/// Where a message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dest {
+    /// The peer listening at this address (pooled, opened on demand).
+    Addr(SocketAddr),
+    /// A session by its conn id.
+    Conn(u64),
+}
+
+/// A message the host hands over.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub dest: Dest,
+    pub lane: u8,
+    pub msg_id: u32,
+    pub data: Bytes,
+    /// Need-ack id (0: none) and backlog account.
+    pub tag: MsgTag,
+    /// Deadline of a need-ack message.
+    pub deadline: Option<Instant>,
+}
+
+/// Counters (monotonic) the reactor publishes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub msgs_in: u64,
+    pub bytes_in: u64,
+    /// Messages completely written to a socket for the first time.
+    pub msgs_out: u64,
+    pub bytes_out: u64,
+    pub msgs_acked: u64,
+    pub msgs_resent: u64,
+    pub duplicates: u64,
+    pub protocol_errors: u64,
+    pub refused: u64,
+    pub accepted: u64,
+    pub connect_failures: u64,
+    pub failed_msgs: u64,
+    pub failed_bytes: u64,
+    pub reconnects: u64,
+}
+
+/// Session state as the host sees it.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// First connection being made.
+    Connecting = 1,
+    /// A connection is up.
+    Connected = 2,
+    /// The connection was lost; reconnecting (or waiting for the peer to).
+    Reconnecting = 3,
+}
+
+/// A snapshot of one session for introspection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerSnapshot {
+    pub conn: u64,
+    pub state: PeerState,
+    pub queued_msgs: u64,
+    pub queued_bytes: u64,
+    pub unacked_msgs: u64,
+    pub unacked_bytes: u64,
+    /// When the oldest unacknowledged message was sent.
+    pub oldest_unacked: Option<Instant>,
+    /// Connection attempts since the last success.
+    pub attempts: u32,
+    pub peer: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkState {
+    /// Outbound: TCP connect in progress.
+    Connecting,
+    /// Outbound: preface and HELLO sent, waiting for HELLO_ACK.
+    AwaitAck,
+    /// Inbound: waiting for the peer's preface and HELLO.
+    AwaitHello,
+    /// Handshake done; DATA flows.
+    Established,
+    /// Refused: flush the HELLO_ACK, then close.
+    Closing,
+}
+
+#[derive(Debug)]
+struct Link {
+    serial: u64,
+    state: LinkState,
+    nonce: u64,
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    peer: Option<usize>,
+    rbuf: BytesMut,
+    decoder: FrameDecoder,
+    reasm: Reassembler,
+    wbuf: WriteBuf,
+    last_recv: Instant,
+    last_send: Instant,
+    /// Handshake deadline.
+    deadline: Option<Instant>,
+    /// Listed in `Endpoint::flush`.
+    flush_listed: bool,
+    /// When the link's timer is scheduled.
+    timer_at: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Never connected yet.
+    New,
+    Up,
+    Down,
+}
+
+#[derive(Debug)]
+struct Peer {
+    /// Host-visible session id.
+    id: u64,
+    /// Addresses it is pooled under; empty for a client that listens nowhere.
+    keys: SmallVec<[SocketAddr; 2]>,
+    /// The peer's instance (0 until a handshake).
+    instance: u64,
+    shown: SocketAddr,
+    session: Session,
+    active: Option<usize>,
+    attempt: Option<usize>,
+    abandoned: SmallVec<[u64; 2]>,
+    phase: Phase,
+    /// When the peer last lost (or started seeking) a connection.
+    since: Instant,
+    attempts: u32,
+    next_try: Option<Instant>,
+    /// Our attempt was refused as a duplicate: the peer's own should arrive by then.
+    wait_until: Option<Instant>,
+    /// Why the last link or attempt failed.
+    last_error: c_int,
+    /// CONNECTED was emitted for `id`.
+    announced: bool,
+    timer_at: Option<Instant>,
+    flush_listed: bool,
+    snapshot_dirty: bool,
+}
+
+impl Peer {
+    fn dialable(&self) -> bool {
+        !self.keys.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Link(usize, u64),
+    Peer(usize, u64),
+}
+
+/// The sans-IO node.
+#[derive(Debug)]
+pub struct Endpoint {
+    cfg: Config,
+    instance: u64,
+    rng: u64,
+    next_nonce: u64,
+    next_serial: u64,
+    next_conn: u64,
+    listeners: Vec<SocketAddr>,
+    links: Slab<Link>,
+    peers: Slab<Peer>,
+    by_addr: HashMap<SocketAddr, usize>,
+    by_instance: HashMap<u64, usize>,
+    by_conn: HashMap<u64, usize>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    events: Vec<Event>,
+    actions: std::collections::VecDeque<Action>,
+    flush: Vec<usize>,
+    flush_peers: Vec<usize>,
+    /// Bytes leaving sessions, per backlog account.
+    releases: Vec<(u32, u64)>,
+    /// Sessions whose snapshot changed; ended sessions as (conn, None).
+    snapshots: Vec<(u64, Option<usize>)>,
+    scratch: Vec<SessionEvent>,
+    counters: Counters,
+    last_dest: Option<(SocketAddr, usize)>,
+    shutting_down: bool,
+}
+
+impl Endpoint {
+    /// A node with this configuration, context instance id and random seed.
+    pub fn new(cfg: Config, instance: u64, seed: u64) -> Endpoint {
+        Endpoint {
+            cfg,
+            instance,
+            rng: seed | 1,
+            next_nonce: 1,
+            next_serial: 1,
+            next_conn: 1,
+            listeners: Vec::new(),
+            links: Slab::new(),
+            peers: Slab::new(),
+            by_addr: HashMap::new(),
+            by_instance: HashMap::new(),
+            by_conn: HashMap::new(),
+            timers: BinaryHeap::new(),
+            events: Vec::new(),
+            actions: Default::default(),
+            flush: Vec::new(),
+            flush_peers: Vec::new(),
+            releases: Vec::new(),
+            snapshots: Vec::new(),
+            scratch: Vec::new(),
+            counters: Counters::default(),
+            last_dest: None,
+            shutting_down: false,
+        }
+    }
+
+    /// This node's instance id.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: deterministic for a given seed.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn new_send_id(&mut self) -> u64 {
+        loop {
+            let v = self.random();
+            if v != 0 {
+                return v;
+            }
+        }
+    }
+
+    // ----- outputs ---------------------------------------------------------
+
+    /// The next socket action.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Links that have bytes to write (each listed once until taken).
+    pub fn take_flush(&mut self, into: &mut Vec<usize>) {
+        for pid in std::mem::take(&mut self.flush_peers) {
+            if let Some(p) = self.peers.get_mut(pid) {
+                p.flush_listed = false;
+                if let Some(l) = p.active {
+                    self.list_flush(l);
+                }
+            }
+        }
+        for l in self.flush.drain(..) {
+            if let Some(link) = self.links.get_mut(l) {
+                link.flush_listed = false;
+                into.push(l);
+            }
+        }
+    }
+
+    /// Moves the pending host events into `into`.
+    pub fn take_events(&mut self, into: &mut Vec<Event>) {
+        into.append(&mut self.events);
+    }
+
+    /// Bytes released per backlog account since the last call.
+    pub fn take_releases(&mut self, into: &mut Vec<(u32, u64)>) {
+        into.append(&mut self.releases);
+    }
+
+    /// Snapshots of sessions that changed, and `(conn, None)` for ended ones.
+    pub fn take_snapshots(&mut self, mut f: impl FnMut(u64, Option<PeerSnapshot>)) {
+        for (conn, pid) in std::mem::take(&mut self.snapshots) {
+            match pid.and_then(|p| self.peers.get_mut(p).map(|peer| (p, peer))) {
+                Some((p, peer)) if peer.id == conn => {
+                    peer.snapshot_dirty = false;
+                    let snap = self.snapshot(p);
+                    f(conn, Some(snap));
+                }
+                _ => f(conn, None),
+            }
+        }
+    }
+
+    fn snapshot(&self, pid: usize) -> PeerSnapshot {
+        let p = &self.peers[pid];
+        let out = &p.session.out;
+        PeerSnapshot {
+            conn: p.id,
+            state: match p.phase {
+                Phase::New => PeerState::Connecting,
+                Phase::Up => PeerState::Connected,
+                Phase::Down => PeerState::Reconnecting,
+            },
+            queued_msgs: out.queued_msgs() as u64,
+            queued_bytes: out.queued_bytes() as u64,
+            unacked_msgs: out.inflight_msgs() as u64,
+            unacked_bytes: out.inflight_bytes() as u64,
+            oldest_unacked: out.oldest_inflight(),
+            attempts: p.attempts,
+            peer: p.shown,
+        }
+    }
+
+    fn touch(&mut self, pid: usize) {
+        let p = &mut self.peers[pid];
+        if !p.snapshot_dirty {
+            p.snapshot_dirty = true;
+            self.snapshots.push((p.id, Some(pid)));
+        }
+    }
+
+    /// Monotonic counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Messages and payload bytes held by all sessions (queued and unacknowledged).
+    pub fn backlog(&self) -> (u64, u64) {
+        self.peers.iter().fold((0, 0), |(m, b), (_, p)| {
+            let o = &p.session.out;
+            (
+                m + (o.queued_msgs() + o.inflight_msgs()) as u64,
+                b + (o.queued_bytes() + o.inflight_bytes()) as u64,
+            )
+        })
+    }
+
+    /// Open links (handshaking or established).
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+
+    /// The earliest deadline.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn list_flush(&mut self, link: usize) {
+        if let Some(l) = self.links.get_mut(link) {
+            if !l.flush_listed {
+                l.flush_listed = true;
+                self.flush.push(link);
+            }
+        }
+    }
+
+    fn list_peer_flush(&mut self, pid: usize) {
+        let p = &mut self.peers[pid];
+        if !p.flush_listed && p.active.is_some() {
+            p.flush_listed = true;
+            self.flush_peers.push(pid);
+        }
+    }
+
+    // ----- timers ----------------------------------------------------------
+
+    fn link_deadline(&self, l: &Link) -> Option<Instant> {
+        match l.state {
+            LinkState::Established if self.cfg.idle_timeout_ms > 0 => {
+                let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+                Some((l.last_send + idle / 3).min(l.last_recv + idle))
+            }
+            LinkState::Established => None,
+            _ => l.deadline,
+        }
+    }
+
+    fn arm_link(&mut self, link: usize) {
+        let Some(l) = self.links.get(link) else {
+            return;
+        };
+        let Some(at) = self.link_deadline(l) else {
+            return;
+        };
+        let serial = l.serial;
+        let l = &mut self.links[link];
+        if l.timer_at.is_none_or(|t| at < t) {
+            l.timer_at = Some(at);
+            self.timers.push(Reverse((at, Timer::Link(link, serial))));
+        }
+    }
+
+    fn peer_deadline(&self, p: &Peer) -> Option<Instant> {
+        // Only conditions the timer will act on (and so clear) count.
+        let mut at = p.session.ack_due().filter(|_| p.active.is_some());
+        let mut min = |t: Option<Instant>| {
+            if let Some(t) = t {
+                at = Some(at.map_or(t, |a| a.min(t)));
+            }
+        };
+        min(p.session.next_expiry());
+        min(p.next_try);
+        min(p.wait_until);
+        if p.phase != Phase::Up && p.attempt.is_none() {
+            // With an attempt in flight, its own deadline decides.
+            min(Some(
+                p.since + Duration::from_millis(self.cfg.reconnect_give_up_ms),
+            ));
+        }
+        at
+    }
+
+    fn arm_peer(&mut self, pid: usize) {
+        let Some(p) = self.peers.get(pid) else { return };
+        let Some(at) = self.peer_deadline(p) else {
+            return;
+        };
+        let id = p.id;
+        let p = &mut self.peers[pid];
+        if p.timer_at.is_none_or(|t| at < t) {
+            p.timer_at = Some(at);
+            self.timers.push(Reverse((at, Timer::Peer(pid, id))));
+        }
+    }
+
+    /// Handles every deadline that is due. Deadlines armed while handling
+    /// them wait for the next call, so a condition that stays true cannot
+    /// spin here.
+    pub fn on_timeout(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        while let Some(&Reverse((at, timer))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            due.push((at, timer));
+        }
+        for (at, timer) in due {
+            match timer {
+                Timer::Link(link, serial) => {
+                    let ok = self
+                        .links
+                        .get(link)
+                        .is_some_and(|l| l.serial == serial && l.timer_at == Some(at));
+                    if ok {
+                        self.links[link].timer_at = None;
+                        self.link_timer(link, now);
+                        self.arm_link(link);
+                    }
+                }
+                Timer::Peer(pid, id) => {
+                    let ok = self
+                        .peers
+                        .get(pid)
+                        .is_some_and(|p| p.id == id && p.timer_at == Some(at));
+                    if ok {
+                        self.peers[pid].timer_at = None;
+                        self.peer_timer(pid, now);
+                        self.arm_peer(pid);
+                    }
+                }
+            }
+        }
+    }
+
+    fn link_timer(&mut self, link: usize, now: Instant) {
+        let l = &self.links[link];
+        match l.state {
+            LinkState::Established => {
+                if self.cfg.idle_timeout_ms == 0 {
+                    return;
+                }
+                let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+                if now >= l.last_recv + idle {
+                    log::warn!(target: "xxnet::endpoint", "peer {} silent for {} ms: declaring it down", l.remote, self.cfg.idle_timeout_ms);
+                    self.link_down(link, XXNET_E_IDLE_TIMEOUT, now);
+                } else if now >= l.last_send + idle / 3 {
+                    let token = self.random();
+                    let l = &mut self.links[link];
+                    let mut b = BytesMut::with_capacity(24);
+                    handshake::encode_ping(token, &mut b);
+                    l.wbuf.put_slice(&b);
+                    // Counts as sending: the next ping is a third of the timeout away.
+                    l.last_send = now;
+                    self.list_flush(link);
+                }
+            }
+            _ => {
+                if l.deadline.is_some_and(|d| now >= d) {
+                    let code = if l.state == LinkState::Closing {
+                        XXNET_E_DUPLICATE_CONN
+                    } else {
+                        XXNET_E_CONNECT_TIMEOUT
+                    };
+                    self.link_down(link, code, now);
+                }
+            }
+        }
+    }
+
+    fn peer_timer(&mut self, pid: usize, now: Instant) {
+        if self.peers[pid].session.ack_due().is_some_and(|d| d <= now) {
+            if let Some(l) = self.peers[pid].active {
+                self.list_flush(l);
+            }
+        }
+        if self.peers[pid]
+            .session
+            .next_expiry()
+            .is_some_and(|d| d <= now)
+        {
+            let mut evs = std::mem::take(&mut self.scratch);
+            self.peers[pid].session.expire(now, &mut evs);
+            self.report_session_events(pid, &mut evs, XXNET_OK);
+            self.scratch = evs;
+            self.touch(pid);
+        }
+        let p = &self.peers[pid];
+        if p.phase == Phase::Up {
+            return;
+        }
+        let give_up = p.since + Duration::from_millis(self.cfg.reconnect_give_up_ms);
+        if now >= give_up && p.attempt.is_none() {
+            let code = p.last_error;
+            self.end_session(pid, code);
+            return;
+        }
+        if p.wait_until.is_some_and(|w| now >= w) {
+            let p = &mut self.peers[pid];
+            p.wait_until = None;
+            p.last_error = XXNET_E_CONNECT_TIMEOUT;
+            self.schedule_retry(pid, now);
+            return;
+        }
+        if p.next_try.is_some_and(|t| now >= t) {
+            self.peers[pid].next_try = None;
+            self.start_connect(pid, now);
+        }
+    }
+
+    // ----- host commands ---------------------------------------------------
+
+    /// Registers a listening address (for the announced address).
+    pub fn add_listener(&mut self, addr: SocketAddr) {
+        self.listeners.push(addr);
+    }
+
+    fn announced(&self, local: Option<IpAddr>) -> Option<SocketAddr> {
+        let addr = self.listeners.first()?;
+        if !addr.ip().is_unspecified() {
+            return Some(*addr);
+        }
+        let ip = self.cfg.advertise_ip.or(local)?;
+        Some(SocketAddr::new(ip, addr.port()))
+    }
+
+    fn new_peer(&mut self, shown: SocketAddr, key: Option<SocketAddr>, now: Instant) -> usize {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let send_id = self.new_send_id();
+        let pid = self.peers.insert(Peer {
+            id,
+            keys: SmallVec::new(),
+            instance: 0,
+            shown,
+            session: Session::new(send_id, self.cfg.fragment_size),
+            active: None,
+            attempt: None,
+            abandoned: SmallVec::new(),
+            phase: Phase::New,
+            since: now,
+            attempts: 0,
+            next_try: None,
+            wait_until: None,
+            last_error: XXNET_E_CONNECT_TIMEOUT,
+            announced: false,
+            timer_at: None,
+            flush_listed: false,
+            snapshot_dirty: false,
+        });
+        self.by_conn.insert(id, pid);
+        if let Some(k) = key {
+            self.add_key(pid, k);
+        }
+        pid
+    }
+
+    fn add_key(&mut self, pid: usize, key: SocketAddr) {
+        if self.by_addr.contains_key(&key) {
+            return;
+        }
+        self.by_addr.insert(key, pid);
+        self.peers[pid].keys.push(key);
+    }
+
+    /// Queues a message. A destination that is gone gets it reported at once.
+    pub fn send(&mut self, m: Outgoing, now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        let pid = match m.dest {
+            Dest::Addr(addr) => match self.last_dest {
+                Some((a, pid)) if a == addr && self.peers.contains(pid) => pid,
+                _ => {
+                    let pid = match self.by_addr.get(&addr) {
+                        Some(&pid) => pid,
+                        None => {
+                            let pid = self.new_peer(addr, Some(addr), now);
+                            self.start_connect(pid, now);
+                            pid
+                        }
+                    };
+                    self.last_dest = Some((addr, pid));
+                    pid
+                }
+            },
+            Dest::Conn(id) => match self.by_conn.get(&id) {
+                Some(&pid) => pid,
+                None => return self.fail_unrouted(id, &m),
+            },
+        };
+        let p = &mut self.peers[pid];
+        let track = m.tag.track;
+        p.session.out.push_tagged(m.lane, m.msg_id, m.data, m.tag);
+        if track != 0 {
+            let deadline = m
+                .deadline
+                .unwrap_or(now + Duration::from_millis(self.cfg.ack_timeout_ms));
+            p.session.track(track, m.lane, deadline);
+            self.arm_peer(pid);
+        }
+        self.list_peer_flush(pid);
+        self.touch(pid);
+    }
+
+    /// A message for a session that no longer exists.
+    fn fail_unrouted(&mut self, conn: u64, m: &Outgoing) {
+        let len = m.data.len() as u64;
+        self.release(m.tag.acct, len);
+        self.counters.failed_msgs += 1;
+        self.counters.failed_bytes += len;
+        if m.tag.track != 0 {
+            self.events.push(Event {
+                kind: XXNET_EVENT_EXPIRED,
+                code: XXNET_E_CLOSED,
+                conn,
+                id: m.tag.track,
+                ..Event::default()
+            });
+            return;
+        }
+        if let Some(last) = self.events.last_mut() {
+            if last.kind == XXNET_EVENT_SEND_FAILED
+                && last.conn == conn
+                && last.code == XXNET_E_CLOSED
+            {
+                last.count += 1;
+                last.total += len;
+                return;
+            }
+        }
+        self.events.push(Event {
+            kind: XXNET_EVENT_SEND_FAILED,
+            code: XXNET_E_CLOSED,
+            conn,
+            count: 1,
+            total: len,
+            msg_id: m.msg_id,
+            lane: m.lane,
+            ..Event::default()
+        });
+    }
+
+    fn release(&mut self, acct: u32, bytes: u64) {
+        if acct == 0 {
+            return;
+        }
+        match self.releases.last_mut() {
+            Some((a, b)) if *a == acct => *b += bytes,
+            _ => self.releases.push((acct, bytes)),
+        }
+    }
+
+    /// Ends a session at the host's request (xxnet_close).
+    pub fn close_conn(&mut self, conn: u64, _now: Instant) {
+        if let Some(&pid) = self.by_conn.get(&conn) {
+            self.end_session(pid, XXNET_E_LOCAL_CLOSE);
+        }
+    }
+
+    /// Says goodbye on every link and closes them all; nothing is reported
+    /// (the host is going away).
+    pub fn shutdown(&mut self) {
+        self.shutting_down = true;
+        let keys: Vec<usize> = self.links.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            let l = self.links.remove(k);
+            let goodbye = farewell(l, XXNET_E_SHUTDOWN);
+            self.actions.push_back(Action::Close { link: k, goodbye });
+        }
+    }
+
+    // ----- connecting ------------------------------------------------------
+
+    fn start_connect(&mut self, pid: usize, now: Instant) {
+        let p = &self.peers[pid];
+        if p.active.is_some() || p.attempt.is_some() || !p.dialable() || self.shutting_down {
+            return;
+        }
+        let addr = p.keys[0];
+        let nonce = self.next_nonce;
+        self.next_nonce += 1;
+        let link = self.add_link(addr, true, now);
+        let l = &mut self.links[link];
+        l.nonce = nonce;
+        l.peer = Some(pid);
+        l.deadline = Some(now + Duration::from_millis(self.cfg.connect_timeout_ms));
+        self.peers[pid].attempt = Some(link);
+        self.arm_link(link);
+        self.actions.push_back(Action::Connect { link, addr });
+    }
+
+    fn add_link(&mut self, remote: SocketAddr, outgoing: bool, now: Instant) -> usize {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.links.insert(Link {
+            serial,
+            state: if outgoing {
+                LinkState::Connecting
+            } else {
+                LinkState::AwaitHello
+            },
+            nonce: 0,
+            remote,
+            local: None,
+            peer: None,
+            rbuf: BytesMut::new(),
+            decoder: FrameDecoder::new(),
+            reasm: Reassembler::new(self.cfg.max_message_size),
+            wbuf: WriteBuf::new(),
+            last_recv: now,
+            last_send: now,
+            deadline: None,
+            flush_listed: false,
+            timer_at: None,
+        })
+    }
+
+    /// The TCP connect of `link` completed; `local` is the socket's local address.
+    pub fn connected(&mut self, link: usize, local: SocketAddr, now: Instant) {
+        let Some(l) = self.links.get(link) else {
+            return;
+        };
+        if l.state != LinkState::Connecting {
+            return;
+        }
+        let pid = l.peer;
+        let sync = pid
+            .map(|p| self.peers[p].session.sync())
+            .unwrap_or_default();
+        let hello = Hello {
+            sync,
+            instance: self.instance,
+            nonce: l.nonce,
+            listen: self.announced(Some(local.ip())),
+        };
+        let l = &mut self.links[link];
+        l.local = Some(local);
+        l.state = LinkState::AwaitAck;
+        l.last_recv = now;
+        let mut b = BytesMut::with_capacity(96);
+        b.extend_from_slice(&Preface::BYTES);
+        hello.encode(&mut b);
+        l.wbuf.put_slice(&b);
+        self.list_flush(link);
+    }
+
+    /// A connection was accepted. Returns the new link, or the bytes of a
+    /// refusal to write before closing (max_connections reached).
+    pub fn accept(
+        &mut self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Result<usize, Bytes> {
+        self.counters.accepted += 1;
+        if self.links.len() >= self.cfg.max_connections || self.shutting_down {
+            self.counters.refused += 1;
+            log::warn!(target: "xxnet::endpoint", "refusing {remote}: max_connections ({}) reached", self.cfg.max_connections);
+            let ack = HelloAck {
+                status: AckStatus::Busy,
+                instance: self.instance,
+                abandoned_nonce: 0,
+                listen: self.announced(Some(local.ip())),
+                sync: SessionSync::default(),
+            };
+            let mut b = BytesMut::with_capacity(96);
+            b.extend_from_slice(&Preface::BYTES);
+            ack.encode(&mut b);
+            return Err(b.freeze());
+        }
+        let link = self.add_link(remote, false, now);
+        let l = &mut self.links[link];
+        l.local = Some(local);
+        l.deadline = Some(now + Duration::from_millis(self.cfg.handshake_timeout_ms));
+        self.arm_link(link);
+        Ok(link)
+    }
+
+    // ----- reading ---------------------------------------------------------
+
+    /// The read buffer of `link`, and how many more bytes the frame at its front needs.
+    pub fn read_buf(&mut self, link: usize) -> Option<(&mut BytesMut, usize)> {
+        let l = self.links.get_mut(link)?;
+        let need = l.decoder.needed(&l.rbuf);
+        Some((&mut l.rbuf, need))
+    }
+
+    /// False for links that are gone or connecting (nothing to read yet).
+    pub fn wants_read(&self, link: usize) -> bool {
+        self.links
+            .get(link)
+            .is_some_and(|l| l.state != LinkState::Connecting)
+    }
+
+    /// Processes what was read into `link`'s buffer.
+    pub fn on_read(&mut self, link: usize, now: Instant) {
+        if let Some(l) = self.links.get_mut(link) {
+            l.last_recv = now;
+        }
+        if let Err(code) = self.process(link, now) {
+            self.link_down(link, code, now);
+        }
+    }
+
+    /// The peer closed its side of `link`.
+    pub fn on_eof(&mut self, link: usize, now: Instant) {
+        let Some(l) = self.links.get(link) else {
+            return;
+        };
+        let code = match l.decoder.finish(&l.rbuf) {
+            Err(e) => self.protocol_error(link, e),
+            Ok(()) if l.reasm.has_partial() => {
+                self.counters.protocol_errors += 1;
+                XXNET_E_TRUNCATED
+            }
+            Ok(()) => XXNET_E_PEER_CLOSED,
+        };
+        self.link_down(link, code, now);
+    }
+
+    /// `link` failed with an I/O error (or its connect failed).
+    pub fn link_failed(&mut self, link: usize, code: c_int, now: Instant) {
+        self.link_down(link, code, now);
+    }
+
+    fn protocol_error(&mut self, link: usize, e: ProtoError) -> c_int {
+        self.counters.protocol_errors += 1;
+        if let Some(l) = self.links.get(link) {
+            log::warn!(target: "xxnet::endpoint", "protocol error from {}: {e}", l.remote);
+        }
+        e.code()
+    }
+
+    fn process(&mut self, link: usize, now: Instant) -> Result<(), c_int> {
+        loop {
+            let Some(l) = self.links.get_mut(link) else {
+                return Ok(());
+            };
+            let frame = match l.decoder.decode(&mut l.rbuf) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.protocol_error(link, e)),
+            };
+            let state = l.state;
+            match (state, frame.header.kind) {
+                (LinkState::Established, FrameType::Data) => {
+                    let pid = l.peer.expect("established link has a peer");
+                    let msg = match l.reasm.push(&frame.header, frame.body) {
+                        Ok(Some(m)) => m,
+                        Ok(None) => continue,
+                        Err(e) => return Err(self.protocol_error(link, e)),
+                    };
+                    let p = &mut self.peers[pid];
+                    match p.session.accept(msg.lane, msg.seq) {
+                        Ok(Accept::Deliver) => {}
+                        Ok(Accept::Duplicate) => {
+                            self.counters.duplicates += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(self.protocol_error(link, e)),
+                    }
+                    let len = msg.payload.len();
+                    p.session.owe_ack(len, now, ACK_DELAY);
+                    self.counters.msgs_in += 1;
+                    self.counters.bytes_in += len as u64;
+                    self.events.push(Event {
+                        kind: XXNET_EVENT_MESSAGE,
+                        conn: p.id,
+                        peer: Some(p.shown),
+                        lane: msg.lane,
+                        msg_id: msg.msg_id,
+                        data: msg.payload,
+                        ..Event::default()
+                    });
+                    self.arm_peer(pid);
+                }
+                (LinkState::Established, FrameType::Ack) => {
+                    let pid = l.peer.expect("established link has a peer");
+                    let acked = handshake::decode_ack(&frame.body)
+                        .map_err(|e| self.protocol_error(link, e))?;
+                    let mut evs = std::mem::take(&mut self.scratch);
+                    self.peers[pid].session.on_ack(&acked, &mut evs);
+                    self.report_session_events(pid, &mut evs, XXNET_OK);
+                    self.scratch = evs;
+                    self.touch(pid);
+                }
+                (LinkState::Established, FrameType::Ping) => {
+                    let token = handshake::decode_ping_token(&frame.body)
+                        .map_err(|e| self.protocol_error(link, e))?;
+                    let mut b = BytesMut::with_capacity(24);
+                    handshake::encode_pong(token, &mut b);
+                    self.links[link].wbuf.put_slice(&b);
+                    self.list_flush(link);
+                }
+                (LinkState::Established, FrameType::Pong) => {}
+                (LinkState::Established, FrameType::GoAway) => {
+                    let why = handshake::decode_goaway(&frame.body).unwrap_or(XXNET_E_PROTOCOL);
+                    let pid = l.peer.expect("established link has a peer");
+                    log::info!(target: "xxnet::endpoint", "peer {} ends the session: {}", self.peers[pid].shown, describe(why));
+                    self.end_session(pid, XXNET_E_PEER_CLOSED);
+                    return Ok(());
+                }
+                (LinkState::AwaitHello, FrameType::Hello) => {
+                    let hello =
+                        Hello::decode(&frame.body).map_err(|e| self.protocol_error(link, e))?;
+                    self.on_hello(link, hello, now);
+                }
+                (LinkState::AwaitAck, FrameType::HelloAck) => {
+                    let ack =
+                        HelloAck::decode(&frame.body).map_err(|e| self.protocol_error(link, e))?;
+                    self.on_hello_ack(link, ack, now)?;
+                }
+                (LinkState::Closing, _) => {}
+                _ => {
+                    return Err(self.protocol_error(
+                        link,
+                        ProtoError::BadFrame("frame not allowed in this state"),
+                    ));
+                }
+            }
+        }
+    }
+
+    // ----- handshake -------------------------------------------------------
+
+    fn on_hello(&mut self, link: usize, hello: Hello, now: Instant) {
+        let local = self.links[link].local.map(|a| a.ip());
+        let ours = self.announced(local);
+        let remote = self.links[link].remote;
+        // A context dialling its own listen address is served like a client:
+        // its outgoing link stays the pooled one for that address.
+        let pooled = hello.listen.filter(|_| hello.instance != self.instance);
+        let Some(theirs) = pooled else {
+            let pid = match self.by_instance.get(&hello.instance) {
+                Some(&pid) => {
+                    if let Some(old) = self.peers[pid].active.take() {
+                        self.close_link(old, XXNET_E_DUPLICATE_CONN);
+                    }
+                    pid
+                }
+                None => {
+                    let pid = self.new_peer(remote, None, now);
+                    self.by_instance.insert(hello.instance, pid);
+                    pid
+                }
+            };
+            self.establish(link, pid, hello.instance, &hello.sync, 0, false, ours, now);
+            return;
+        };
+        let pid = self.by_addr.get(&theirs).copied();
+        let view = match pid.map(|p| &self.peers[p]) {
+            None => PeerView {
+                established: false,
+                pending_attempt: false,
+                nonce_abandoned: false,
+            },
+            Some(p) => PeerView {
+                established: p.active.is_some(),
+                pending_attempt: p.attempt.is_some(),
+                nonce_abandoned: p.abandoned.contains(&hello.nonce),
+            },
+        };
+        let decision = decide_hello(ours.as_ref(), &theirs, view);
+        log::debug!(target: "xxnet::endpoint", "HELLO from {theirs} nonce {}: {decision:?}", hello.nonce);
+        let mut abandoned = 0;
+        match decision {
+            HelloDecision::RefuseDuplicate => {
+                let ack = HelloAck {
+                    status: AckStatus::Duplicate,
+                    instance: self.instance,
+                    abandoned_nonce: 0,
+                    listen: ours,
+                    sync: SessionSync::default(),
+                };
+                let l = &mut self.links[link];
+                let mut b = BytesMut::with_capacity(96);
+                b.extend_from_slice(&Preface::BYTES);
+                ack.encode(&mut b);
+                l.wbuf.put_slice(&b);
+                l.state = LinkState::Closing;
+                self.list_flush(link);
+                return;
+            }
+            HelloDecision::AcceptReplacing => {
+                let p = pid.expect("established implies a peer");
+                if let Some(old) = self.peers[p].active.take() {
+                    self.close_link(old, XXNET_E_DUPLICATE_CONN);
+                }
+            }
+            HelloDecision::AcceptAbandoningOurs => {
+                let p = pid.expect("pending implies a peer");
+                if let Some(att) = self.peers[p].attempt.take() {
+                    abandoned = self.links[att].nonce;
+                    self.close_link(att, XXNET_E_DUPLICATE_CONN);
+                }
+            }
+            HelloDecision::Accept => {}
+        }
+        let pid = match pid {
+            Some(p) => p,
+            None => self.new_peer(theirs, Some(theirs), now),
+        };
+        self.establish(
+            link,
+            pid,
+            hello.instance,
+            &hello.sync,
+            abandoned,
+            false,
+            ours,
+            now,
+        );
+    }
+
+    fn on_hello_ack(&mut self, link: usize, ack: HelloAck, now: Instant) -> Result<(), c_int> {
+        let Some(pid) = self.links[link].peer else {
+            return Err(XXNET_E_DUPLICATE_CONN);
+        };
+        if self.peers[pid].attempt != Some(link) {
+            return Err(XXNET_E_DUPLICATE_CONN);
+        }
+        match ack.status {
+            AckStatus::Accepted => {
+                self.peers[pid].attempt = None;
+                if ack.abandoned_nonce != 0 {
+                    let p = &mut self.peers[pid];
+                    if p.abandoned.len() >= 4 {
+                        p.abandoned.remove(0);
+                    }
+                    p.abandoned.push(ack.abandoned_nonce);
+                }
+                if let Some(listen) = ack.listen {
+                    self.add_key(pid, listen);
+                    self.peers[pid].shown = listen;
+                }
+                self.establish(link, pid, ack.instance, &ack.sync, 0, true, None, now);
+                Ok(())
+            }
+            AckStatus::Duplicate => {
+                // The peer keeps its own connection to us; wait for it.
+                let p = &mut self.peers[pid];
+                p.attempt = None;
+                if p.active.is_none() {
+                    p.wait_until = Some(now + Duration::from_millis(self.cfg.connect_timeout_ms));
+                    self.arm_peer(pid);
+                }
+                self.links[link].peer = None;
+                Err(XXNET_E_DUPLICATE_CONN)
+            }
+            AckStatus::Busy => Err(XXNET_E_PEER_BUSY),
+        }
+    }
+
+    /// Makes `link` the peer's connection: session sync, events, flush.
+    #[allow(clippy::too_many_arguments)]
+    fn establish(
+        &mut self,
+        link: usize,
+        pid: usize,
+        instance: u64,
+        theirs: &SessionSync,
+        abandoned: u64,
+        initiated: bool,
+        ours: Option<SocketAddr>,
+        now: Instant,
+    ) {
+        let mut evs = std::mem::take(&mut self.scratch);
+        let resumed = self.peers[pid]
+            .session
+            .on_handshake(instance, theirs, &mut evs);
+        if resumed.restarted {
+            self.report_session_events(pid, &mut evs, XXNET_E_PEER_RESTARTED);
+            let p = &mut self.peers[pid];
+            if p.announced {
+                let (id, shown) = (p.id, p.shown);
+                self.events.push(Event {
+                    kind: XXNET_EVENT_DISCONNECTED,
+                    code: XXNET_E_PEER_RESTARTED,
+                    conn: id,
+                    peer: Some(shown),
+                    ..Event::default()
+                });
+                self.snapshots.push((id, None));
+                self.by_conn.remove(&id);
+                let new_id = self.next_conn;
+                self.next_conn += 1;
+                let p = &mut self.peers[pid];
+                p.id = new_id;
+                p.announced = false;
+                p.snapshot_dirty = false;
+                p.timer_at = None;
+                self.by_conn.insert(new_id, pid);
+            }
+        } else {
+            self.report_session_events(pid, &mut evs, XXNET_OK);
+        }
+        self.scratch = evs;
+        if !initiated {
+            // The acceptor answers after applying the connector's block.
+            let ack = HelloAck {
+                status: AckStatus::Accepted,
+                instance: self.instance,
+                abandoned_nonce: abandoned,
+                listen: ours,
+                sync: self.peers[pid].session.sync(),
+            };
+            let mut b = BytesMut::with_capacity(96);
+            b.extend_from_slice(&Preface::BYTES);
+            ack.encode(&mut b);
+            self.links[link].wbuf.put_slice(&b);
+        }
+        let p = &mut self.peers[pid];
+        p.instance = instance;
+        p.active = Some(link);
+        p.wait_until = None;
+        p.next_try = None;
+        p.attempts = 0;
+        let was = p.phase;
+        p.phase = Phase::Up;
+        let (id, shown) = (p.id, p.shown);
+        let l = &mut self.links[link];
+        l.peer = Some(pid);
+        l.state = LinkState::Established;
+        l.deadline = None;
+        l.last_recv = now;
+        l.last_send = now;
+        if !self.peers[pid].announced {
+            self.peers[pid].announced = true;
+            self.events.push(Event {
+                kind: XXNET_EVENT_CONNECTED,
+                conn: id,
+                id: initiated as u64,
+                peer: Some(shown),
+                ..Event::default()
+            });
+        } else if was == Phase::Down {
+            self.counters.reconnects += 1;
+            self.counters.msgs_resent += resumed.resent as u64;
+            self.events.push(Event {
+                kind: XXNET_EVENT_LINK_UP,
+                conn: id,
+                count: resumed.resent as u64,
+                peer: Some(shown),
+                ..Event::default()
+            });
+        }
+        self.touch(pid);
+        self.list_flush(link);
+        self.arm_link(link);
+        self.arm_peer(pid);
+    }
+
+    // ----- writing ---------------------------------------------------------
+
+    /// The write buffer of `link`, refilled from its session. None if the link is gone.
+    pub fn transmit(&mut self, link: usize, now: Instant) -> Option<&mut WriteBuf> {
+        let l = self.links.get_mut(link)?;
+        if l.state == LinkState::Established && l.wbuf.len() < WBUF_LOW {
+            let pid = l.peer.expect("established link has a peer");
+            let p = &mut self.peers[pid];
+            if p.active == Some(link) {
+                if let Some(acked) = p.session.take_ack() {
+                    let mut b = BytesMut::with_capacity(32);
+                    handshake::encode_ack(&acked, &mut b);
+                    l.wbuf.put_slice(&b);
+                }
+                let before = p.session.out.queued_msgs();
+                p.session.out.fill_at(&mut l.wbuf, WBUF_HIGH, Some(now));
+                if p.session.out.queued_msgs() != before && !p.snapshot_dirty {
+                    p.snapshot_dirty = true;
+                    self.snapshots.push((p.id, Some(pid)));
+                }
+            }
+        }
+        Some(&mut self.links[link].wbuf)
+    }
+
+    /// `n` bytes of `link`'s write buffer reached the socket.
+    pub fn written(&mut self, link: usize, n: usize, now: Instant) {
+        let Some(l) = self.links.get_mut(link) else {
+            return;
+        };
+        let done = l.wbuf.advance(n);
+        l.last_send = now;
+        self.counters.msgs_out += done.msgs;
+        self.counters.bytes_out += done.bytes;
+        if l.state == LinkState::Closing && l.wbuf.is_empty() {
+            self.close_link(link, XXNET_E_DUPLICATE_CONN);
+        }
+    }
+
+    /// True when `link` has nothing left to write and no more to encode.
+    pub fn flushed(&self, link: usize) -> bool {
+        self.links.get(link).is_none_or(|l| {
+            l.wbuf.is_empty()
+                && (l.state != LinkState::Established
+                    || l.peer.is_none_or(|p| self.peers[p].session.out.is_empty()))
+        })
+    }
+
+    // ----- failures --------------------------------------------------------
+
+    /// Removes a link and asks the reactor to close its socket; no reporting.
+    fn close_link(&mut self, link: usize, code: c_int) {
+        let Some(l) = self.links.try_remove(link) else {
+            return;
+        };
+        log::debug!(target: "xxnet::endpoint", "link to {} closed: {}", l.remote, describe(code));
+        let goodbye = if is_protocol_error(code) || code == XXNET_E_LOCAL_CLOSE {
+            farewell(l, code)
+        } else {
+            None
+        };
+        self.actions.push_back(Action::Close { link, goodbye });
+    }
+
+    /// A link died: close it, and move its peer on (reconnect, wait, or fail).
+    fn link_down(&mut self, link: usize, code: c_int, now: Instant) {
+        let Some(l) = self.links.get(link) else {
+            return;
+        };
+        let pid = l.peer;
+        let outgoing_attempt =
+            pid.is_some_and(|p| self.peers.get(p).is_some_and(|p| p.attempt == Some(link)));
+        let was_active =
+            pid.is_some_and(|p| self.peers.get(p).is_some_and(|p| p.active == Some(link)));
+        self.close_link(link, code);
+        let Some(pid) = pid else { return };
+        if was_active {
+            let p = &mut self.peers[pid];
+            p.active = None;
+            p.phase = Phase::Down;
+            p.since = now;
+            p.attempts = 0;
+            p.last_error = code;
+            let (id, shown) = (p.id, p.shown);
+            self.touch(pid);
+            if self.cfg.reconnect_give_up_ms == 0 || is_protocol_error(code) {
+                // A peer that broke the protocol would only break it again.
+                return self.end_session(pid, code);
+            }
+            self.events.push(Event {
+                kind: XXNET_EVENT_LINK_DOWN,
+                code,
+                conn: id,
+                peer: Some(shown),
+                ..Event::default()
+            });
+            if self.peers[pid].dialable() {
+                // Reconnect soon, with jitter, so both sides do not collide every time.
+                let delay = self.backoff(0);
+                self.peers[pid].next_try = Some(now + delay);
+            }
+            self.arm_peer(pid);
+        } else if outgoing_attempt {
+            self.counters.connect_failures += 1;
+            let p = &mut self.peers[pid];
+            p.attempt = None;
+            p.last_error = code;
+            let shown = p.shown;
+            self.events.push(Event {
+                kind: XXNET_EVENT_CONNECT_FAILED,
+                code,
+                peer: Some(shown),
+                ..Event::default()
+            });
+            if self.peers[pid].active.is_none() {
+                self.schedule_retry(pid, now);
+            }
+        }
+    }
+
+    fn backoff(&mut self, attempts: u32) -> Duration {
+        let min = self.cfg.reconnect_min_ms;
+        let max = self.cfg.reconnect_max_ms;
+        let base = min.saturating_mul(1u64 << attempts.min(20)).min(max);
+        // Jitter: 50..100 % of the base.
+        let jitter = self.random() % (base / 2 + 1);
+        Duration::from_millis(base - jitter)
+    }
+
+    fn schedule_retry(&mut self, pid: usize, now: Instant) {
+        let give_up = Duration::from_millis(self.cfg.reconnect_give_up_ms);
+        let p = &self.peers[pid];
+        if self.cfg.reconnect_give_up_ms == 0 || now >= p.since + give_up {
+            let code = p.last_error;
+            return self.end_session(pid, code);
+        }
+        let attempts = p.attempts;
+        let delay = self.backoff(attempts);
+        let p = &mut self.peers[pid];
+        p.attempts += 1;
+        p.next_try = Some(now + delay);
+        self.touch(pid);
+        self.arm_peer(pid);
+    }
+
+    /// Ends a session: what it holds is reported failed with `code`, the host
+    /// gets DISCONNECTED (if it saw CONNECTED), and the peer is forgotten.
+    fn end_session(&mut self, pid: usize, code: c_int) {
+        if let Some(l) = self.peers[pid].active.take() {
+            self.close_link(l, code);
+        }
+        if let Some(l) = self.peers[pid].attempt.take() {
+            self.close_link(l, code);
+        }
+        let mut evs = std::mem::take(&mut self.scratch);
+        let new_id = self.new_send_id();
+        self.peers[pid].session.end(code, new_id, &mut evs);
+        self.report_session_events(pid, &mut evs, code);
+        self.scratch = evs;
+        let p = self.peers.remove(pid);
+        for k in &p.keys {
+            if self.by_addr.get(k) == Some(&pid) {
+                self.by_addr.remove(k);
+            }
+        }
+        if self.by_instance.get(&p.instance) == Some(&pid) {
+            self.by_instance.remove(&p.instance);
+        }
+        self.by_conn.remove(&p.id);
+        if self.last_dest.is_some_and(|(_, d)| d == pid) {
+            self.last_dest = None;
+        }
+        self.snapshots.push((p.id, None));
+        if p.announced {
+            self.events.push(Event {
+                kind: XXNET_EVENT_DISCONNECTED,
+                code,
+                conn: p.id,
+                peer: Some(p.shown),
+                ..Event::default()
+            });
+        }
+    }
+
+    /// Turns session events into host events and account releases.
+    fn report_session_events(&mut self, pid: usize, evs: &mut Vec<SessionEvent>, code: c_int) {
+        let (conn, shown, announced) = {
+            let p = &self.peers[pid];
+            (p.id, p.shown, p.announced)
+        };
+        let conn = if announced { conn } else { 0 };
+        // Two reports: messages never sent (id 0), and messages sent but not
+        // acknowledged, which the peer may have received (id 1).
+        let mut failed = [0u64, 1].map(|id| Event {
+            kind: XXNET_EVENT_SEND_FAILED,
+            code,
+            conn,
+            id,
+            peer: Some(shown),
+            ..Event::default()
+        });
+        for ev in evs.drain(..) {
+            match ev {
+                SessionEvent::Acked { info, report } => {
+                    self.counters.msgs_acked += 1;
+                    self.release(info.tag.acct, info.len as u64);
+                    if report {
+                        self.events.push(Event {
+                            kind: XXNET_EVENT_DELIVERED,
+                            conn,
+                            id: info.tag.track,
+                            peer: Some(shown),
+                            ..Event::default()
+                        });
+                    }
+                }
+                SessionEvent::Failed { info, report } => {
+                    self.release(info.tag.acct, info.len as u64);
+                    self.counters.failed_msgs += 1;
+                    self.counters.failed_bytes += info.len as u64;
+                    match report {
+                        Report::SendFailed => {
+                            let f = &mut failed[(info.seq != 0) as usize];
+                            if f.count == 0 {
+                                f.lane = info.lane;
+                                f.msg_id = info.msg_id;
+                            }
+                            f.count += 1;
+                            f.total += info.len as u64;
+                        }
+                        Report::Expired => self.events.push(Event {
+                            kind: XXNET_EVENT_EXPIRED,
+                            code,
+                            conn,
+                            id: info.tag.track,
+                            peer: Some(shown),
+                            ..Event::default()
+                        }),
+                        Report::Silent => {}
+                    }
+                }
+                SessionEvent::Expired {
+                    track,
+                    code,
+                    removed,
+                } => {
+                    if let Some(info) = removed {
+                        self.release(info.tag.acct, info.len as u64);
+                        self.counters.failed_msgs += 1;
+                        self.counters.failed_bytes += info.len as u64;
+                    }
+                    self.events.push(Event {
+                        kind: XXNET_EVENT_EXPIRED,
+                        code,
+                        conn,
+                        id: track,
+                        peer: Some(shown),
+                        ..Event::default()
+                    });
+                }
+            }
+        }
+        let [unsent, maybe] = failed;
+        for f in [maybe, unsent] {
+            if f.count > 0 {
+                self.events.push(f);
+            }
+        }
+    }
+}
+
+/// The last bytes of an established link that ends on purpose: whatever is
+/// still buffered (whole frames), then GOAWAY with the reason, so the peer
+/// ends the session at once instead of waiting to reconnect.
+fn farewell(l: Link, code: c_int) -> Option<Bytes> {
+    if l.state != LinkState::Established {
+        return None;
+    }
+    let mut b = BytesMut::with_capacity(l.wbuf.len() + 24);
+    let mut pending = l.wbuf;
+    loop {
+        let mut slices = [std::io::IoSlice::new(&[]); 64];
+        let n = pending.io_slices(&mut slices);
+        if n == 0 {
+            break;
+        }
+        let taken: usize = slices[..n].iter().map(|s| s.len()).sum();
+        for s in &slices[..n] {
+            b.extend_from_slice(s);
+        }
+        pending.advance(taken);
+    }
+    handshake::encode_goaway(code, &mut b);
+    Some(b.freeze())
+}

@@ -1,0 +1,30 @@
+//! Events for the host, as the endpoint produces them (field meanings follow `xxnet_event`).
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::os::raw::c_int;
+
+/// Something the network produced, for the host.
+#[derive(Clone, Debug, Default)]
+pub struct Event {
+    /// `XXNET_EVENT_*` kind.
+    pub kind: u32,
+    /// `XXNET_OK` or an `XXNET_E_*` reason.
+    pub code: c_int,
+    /// Session (connection) id, or 0.
+    pub conn: u64,
+    /// Kind-specific id (need-ack id; 1 for a CONNECTED we initiated).
+    pub id: u64,
+    /// Kind-specific count (SEND_FAILED: messages; LINK_UP: messages resent).
+    pub count: u64,
+    /// Kind-specific total (SEND_FAILED: bytes).
+    pub total: u64,
+    /// Route id of a MESSAGE (or of the first message a SEND_FAILED covers).
+    pub msg_id: u32,
+    /// Lane of a MESSAGE (or of the first message a SEND_FAILED covers).
+    pub lane: u8,
+    /// The peer: its listen address if it listens, else its socket address.
+    pub peer: Option<SocketAddr>,
+    /// Payload of a MESSAGE.
+    pub data: Bytes,
+}

@@ -1,0 +1,138 @@
+//! One TCP socket: non-blocking reads into the endpoint's buffer and
+//! vectored writes from its write buffer.
+
+use crate::proto::WriteBuf;
+use bytes::BytesMut;
+use mio::net::TcpStream;
+use std::io::{self, IoSlice, Write};
+use std::os::fd::AsRawFd;
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What one read call produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Bytes were appended to the buffer.
+    Data(usize),
+    /// Nothing more for now.
+    WouldBlock,
+    /// The peer closed its side.
+    Eof,
+}
+
+#[derive(Debug)]
+pub struct Sock {
+    pub stream: TcpStream,
+    /// A non-blocking connect is in progress.
+    pub connecting: bool,
+    /// Reading is paused because the host's receive queue is full.
+    pub read_paused: bool,
+}
+
+impl Sock {
+    pub fn new(stream: TcpStream, connecting: bool) -> Sock {
+        Sock {
+            stream,
+            connecting,
+            read_paused: false,
+        }
+    }
+
+    /// One `read(2)` into the spare capacity of `buf` (reserving at least
+    /// `need` bytes: the rest of the frame at its front).
+    pub fn read_into(&mut self, buf: &mut BytesMut, need: usize) -> io::Result<ReadOutcome> {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 || buf.capacity() - buf.len() < need {
+            buf.reserve(READ_CHUNK.max(need));
+        }
+        let fd = self.stream.as_raw_fd();
+        loop {
+            let spare = buf.spare_capacity_mut();
+            // SAFETY: reading into the spare capacity of the buffer; the
+            // kernel writes at most `spare.len()` bytes, and only those
+            // written are made visible by `set_len`.
+            let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(ReadOutcome::WouldBlock),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(err),
+                }
+            }
+            if n == 0 {
+                return Ok(ReadOutcome::Eof);
+            }
+            // SAFETY: the kernel initialised `n` bytes of the spare capacity.
+            unsafe { buf.set_len(buf.len() + n as usize) };
+            return Ok(ReadOutcome::Data(n as usize));
+        }
+    }
+
+    /// One `writev(2)` of up to 64 pieces of `wbuf`. `Ok(None)`: would block.
+    pub fn write_from(&mut self, wbuf: &WriteBuf) -> io::Result<Option<usize>> {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = wbuf.io_slices(&mut slices);
+        loop {
+            match self.stream.write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => return Ok(Some(w)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes what the socket takes now; returns the rest.
+    pub fn write_some_of(&mut self, mut bytes: bytes::Bytes) -> bytes::Bytes {
+        while !bytes.is_empty() {
+            match self.stream.write(&bytes) {
+                Ok(0) => return bytes::Bytes::new(),
+                Ok(n) => {
+                    let _ = bytes.split_to(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return bytes,
+                Err(_) => return bytes::Bytes::new(),
+            }
+        }
+        bytes
+    }
+
+    /// Reads and discards what is readable; true once the peer closed (or the socket failed).
+    pub fn discard_input(&mut self) -> bool {
+        let mut sink = [0u8; 4096];
+        loop {
+            match std::io::Read::read(&mut self.stream, &mut sink) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Best-effort, non-blocking write of the last bytes before closing,
+    /// then a half-close (FIN after them) and a drain of what the peer
+    /// already sent, so closing does not turn into a reset that could
+    /// discard those bytes at the peer.
+    pub fn write_last(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match self.stream.write(rest) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => rest = &rest[n..],
+            }
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 4096];
+        for _ in 0..64 {
+            match std::io::Read::read(&mut self.stream, &mut sink) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    }
+}
