@@ -376,7 +376,7 @@ impl Reactor {
             let Some((buf, need)) = self.ep.read_buf(link) else {
                 return;
             };
-            match s.read_into(buf, need) {
+            match s.read_into(buf, need, READ_BUDGET - total) {
                 Ok(ReadOutcome::Data(n)) => {
                     total += n;
                     self.ep.on_read(link, now);

@@ -39,19 +39,25 @@ impl Sock {
         }
     }
 
-    /// One `read(2)` into the spare capacity of `buf` (reserving at least
-    /// `need` bytes: the rest of the frame at its front).
-    pub fn read_into(&mut self, buf: &mut BytesMut, need: usize) -> io::Result<ReadOutcome> {
+    /// One `read(2)` of at most `max` bytes into the spare capacity of `buf`
+    /// (reserving at least `need` bytes: the rest of the frame at its front).
+    pub fn read_into(
+        &mut self,
+        buf: &mut BytesMut,
+        need: usize,
+        max: usize,
+    ) -> io::Result<ReadOutcome> {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 || buf.capacity() - buf.len() < need {
             buf.reserve(READ_CHUNK.max(need));
         }
         let fd = self.stream.as_raw_fd();
         loop {
             let spare = buf.spare_capacity_mut();
+            let len = spare.len().min(max.max(1));
             // SAFETY: reading into the spare capacity of the buffer; the
-            // kernel writes at most `spare.len()` bytes, and only those
-            // written are made visible by `set_len`.
-            let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+            // kernel writes at most `len <= spare.len()` bytes, and only
+            // those written are made visible by `set_len`.
+            let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), len) };
             if n < 0 {
                 let err = io::Error::last_os_error();
                 match err.kind() {
