@@ -17,7 +17,13 @@ fn main() {
     // Only the C-facing files are parsed, so internal constants never leak
     // into the header.
     let mut builder = cbindgen::Builder::new().with_config(config);
-    for file in ["src/codes.rs", "src/ffi/types.rs", "src/ffi/context.rs"] {
+    for file in [
+        "src/codes.rs",
+        "src/ffi/types.rs",
+        "src/ffi/context.rs",
+        "src/ffi/dispatch.rs",
+        "src/ffi/logging.rs",
+    ] {
         builder = builder.with_src(crate_dir.join(file));
     }
     let bindings = builder

@@ -144,9 +144,14 @@
 #define XXNET_E_PEER_RESTARTED -32
 
 /**
- * The session gave up reconnecting (reconnect_give_up_ms without a connection).
+ * The timer id is not live (never started, stopped, or a one-shot that already fired).
  */
-#define XXNET_E_GAVE_UP -33
+#define XXNET_E_UNKNOWN_TIMER -34
+
+/**
+ * The call is not allowed here (for example polling from inside a dispatch handler).
+ */
+#define XXNET_E_REENTRANT -35
 
 /**
  * Protocol error: the peer violated the xxnet wire protocol in a way no more specific code names.
@@ -244,6 +249,11 @@
 #define XXNET_EVENT_LINK_UP 11
 
 /**
+ * A main-thread timer fired: `id` is its id, `user_data` the value given to xxnet_timer_start.
+ */
+#define XXNET_EVENT_TIMER 12
+
+/**
  * Session state: the first connection is being made.
  */
 #define XXNET_PEER_CONNECTING 1
@@ -259,6 +269,12 @@
 #define XXNET_PEER_RECONNECTING 3
 
 /**
+ * The ABI version of this header; raised whenever an export, struct or
+ * constant changes incompatibly. Compare with xxnet_abi_version().
+ */
+#define XXNET_ABI_VERSION 1
+
+/**
  * Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
  */
 #define XXNET_LANES 4
@@ -272,6 +288,36 @@
  * The bulk lane: large transfers that must not delay the default lane.
  */
 #define XXNET_LANE_BULK 1
+
+/**
+ * No logging.
+ */
+#define XXNET_LOG_OFF 0
+
+/**
+ * Errors only.
+ */
+#define XXNET_LOG_ERROR 1
+
+/**
+ * Warnings and errors (the default, to stderr).
+ */
+#define XXNET_LOG_WARN 2
+
+/**
+ * Informational lines too (listening, sessions ending).
+ */
+#define XXNET_LOG_INFO 3
+
+/**
+ * Debugging detail (handshakes, connection changes).
+ */
+#define XXNET_LOG_DEBUG 4
+
+/**
+ * Everything.
+ */
+#define XXNET_LOG_TRACE 5
 
 /**
  * An xxnet context: one reactor thread and everything it owns. Opaque.
@@ -467,6 +513,10 @@ typedef struct xxnet_event {
    * Length of `data` in bytes.
    */
   size_t len;
+  /**
+   * The connection's user data (xxnet_conn_set_user_data), or a TIMER's user data.
+   */
+  uint64_t user_data;
 } xxnet_event;
 
 /**
@@ -541,6 +591,24 @@ struct xxnet_stats {
 
 /** Alias for `struct xxnet_stats` (the bare name is the function). */
 typedef struct xxnet_stats xxnet_stats_t;
+
+/**
+ * A handler: called with the event (valid during the call only; copy what
+ * you keep) and the `user` pointer given at registration. Handlers run on
+ * the thread that calls `xxnet_dispatch`, inside it, one at a time. They may
+ * call any xxnet function except `xxnet_poll_recv`, `xxnet_dispatch` and
+ * `xxnet_free` on the same context, and must not throw or longjmp.
+ */
+typedef void (*xxnet_handler)(const struct xxnet_event *event, void *user);
+
+/**
+ * A log handler: `level` is an XXNET_LOG_* value, `target` the module
+ * (e.g. "xxnet::endpoint"), `message` the line; both strings are valid only
+ * during the call. It is called on the thread that logs, which is often
+ * xxnet's reactor thread: it must be thread-safe and quick, and must not
+ * call back into xxnet.
+ */
+typedef void (*xxnet_log_fn)(int level, const char *target, const char *message, void *user);
 
 #ifdef __cplusplus
 extern "C" {
@@ -682,9 +750,82 @@ size_t xxnet_poll_recv(struct xxnet_ctx *ctx,
                        int32_t timeout_ms);
 
 /**
+ * Starts a main-thread timer: it fires as an XXNET_EVENT_TIMER event (`id` =
+ * the timer id, `user_data` = `user_data`) from xxnet_poll_recv or
+ * xxnet_dispatch, on the polling thread, `delay_ms` from now (never early),
+ * then every `interval_ms` (0: once). A poll's wait ends when a timer is
+ * due. Writes the id (never 0) to `*timer_id` (may be NULL).
+ */
+int xxnet_timer_start(struct xxnet_ctx *ctx,
+                      uint32_t delay_ms,
+                      uint32_t interval_ms,
+                      uint64_t user_data,
+                      uint64_t *timer_id);
+
+/**
+ * Stops a timer. XXNET_E_UNKNOWN_TIMER if it is not live (a one-shot timer
+ * that already fired is no longer live). A TIMER event already drained but
+ * not yet handled is not taken back.
+ */
+int xxnet_timer_stop(struct xxnet_ctx *ctx, uint64_t timer_id);
+
+/**
+ * Attaches a value to a connection (Paguma's connection property): it is
+ * copied into `user_data` of every later event of `conn`, including its
+ * DISCONNECTED. XXNET_E_UNKNOWN_CONN for an id this host does not know.
+ */
+int xxnet_conn_set_user_data(struct xxnet_ctx *ctx, uint64_t conn, uint64_t user_data);
+
+/**
+ * The library version, e.g. "0.1.0". Static, never NULL.
+ */
+const char *xxnet_version(void);
+
+/**
+ * The ABI version this library implements (XXNET_ABI_VERSION of its header).
+ * Bindings compare it with the value they were generated from at load time.
+ */
+uint32_t xxnet_abi_version(void);
+
+/**
  * Copies the context's counters into `*out`.
  */
 int xxnet_stats(struct xxnet_ctx *ctx, struct xxnet_stats *out);
+
+/**
+ * Registers `handler` for events of `kind` (an XXNET_EVENT_* value; e.g.
+ * CONNECTED and DISCONNECTED are Paguma's OnConnStart/OnConnStop hooks).
+ * NULL removes it. For MESSAGE events, routes (xxnet_route) and the default
+ * route take precedence.
+ */
+int xxnet_on(struct xxnet_ctx *ctx, uint32_t kind, xxnet_handler handler, void *user);
+
+/**
+ * Routes MESSAGE events with this `msg_id` to `handler` (Paguma's
+ * multi-router). NULL removes the route.
+ */
+int xxnet_route(struct xxnet_ctx *ctx, uint32_t msg_id, xxnet_handler handler, void *user);
+
+/**
+ * The handler for MESSAGE events whose `msg_id` has no route. NULL removes it.
+ */
+int xxnet_route_default(struct xxnet_ctx *ctx, xxnet_handler handler, void *user);
+
+/**
+ * Polls up to `max` events (at most 1024 per call; waiting as `xxnet_poll_recv` does) and calls the
+ * registered handlers for each, on this thread. Events without a handler
+ * are dropped. Returns how many events were polled; 0 when `ctx` is NULL or
+ * when called from inside a handler (not allowed).
+ */
+size_t xxnet_dispatch(struct xxnet_ctx *ctx, size_t max, int32_t timeout_ms);
+
+/**
+ * Routes xxnet's log lines with level <= `max_level` (XXNET_LOG_*) to
+ * `handler`, or to stderr when `handler` is NULL. Process-wide (all
+ * contexts). `XXNET_LOG_OFF` silences xxnet. Returns XXNET_E_INVALID_ARG for
+ * a level outside 0..=5.
+ */
+int xxnet_set_log_handler(xxnet_log_fn handler, void *user, int max_level);
 
 #ifdef __cplusplus
 }  // extern "C"

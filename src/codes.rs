@@ -62,8 +62,11 @@ pub const XXNET_E_EXPIRED_UNSENT: c_int = -30;
 pub const XXNET_E_ACK_TIMEOUT: c_int = -31;
 /// The peer restarted (a new instance): the old session ended with it.
 pub const XXNET_E_PEER_RESTARTED: c_int = -32;
-/// The session gave up reconnecting (reconnect_give_up_ms without a connection).
-pub const XXNET_E_GAVE_UP: c_int = -33;
+// -33 is retired (was XXNET_E_GAVE_UP; a session that gives up reports the last failure's code).
+/// The timer id is not live (never started, stopped, or a one-shot that already fired).
+pub const XXNET_E_UNKNOWN_TIMER: c_int = -34;
+/// The call is not allowed here (for example polling from inside a dispatch handler).
+pub const XXNET_E_REENTRANT: c_int = -35;
 /// Protocol error: the peer violated the xxnet wire protocol in a way no more specific code names.
 pub const XXNET_E_PROTOCOL: c_int = -40;
 /// Protocol error: the peer does not speak xxnet (wrong connection preface).
@@ -105,12 +108,19 @@ pub const XXNET_EVENT_LINK_DOWN: u32 = 10;
 /// A session that was LINK_DOWN has a connection again and resent what the peer had not acknowledged: `conn`, peer; `count` is the number of messages resent.
 pub const XXNET_EVENT_LINK_UP: u32 = 11;
 
+/// A main-thread timer fired: `id` is its id, `user_data` the value given to xxnet_timer_start.
+pub const XXNET_EVENT_TIMER: u32 = 12;
+
 /// Session state: the first connection is being made.
 pub const XXNET_PEER_CONNECTING: u32 = 1;
 /// Session state: connected.
 pub const XXNET_PEER_CONNECTED: u32 = 2;
 /// Session state: the connection was lost; reconnecting, or waiting for the peer to reconnect.
 pub const XXNET_PEER_RECONNECTING: u32 = 3;
+
+/// The ABI version of this header; raised whenever an export, struct or
+/// constant changes incompatibly. Compare with xxnet_abi_version().
+pub const XXNET_ABI_VERSION: u32 = 1;
 
 /// Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
 pub const XXNET_LANES: u32 = 4;
@@ -154,7 +164,8 @@ pub fn describe_cstr(code: c_int) -> &'static CStr {
         XXNET_E_EXPIRED_UNSENT => c"need-ack message expired before it was sent",
         XXNET_E_ACK_TIMEOUT => c"need-ack message sent but not acknowledged in time",
         XXNET_E_PEER_RESTARTED => c"peer restarted: its session ended",
-        XXNET_E_GAVE_UP => c"gave up reconnecting",
+        XXNET_E_UNKNOWN_TIMER => c"unknown timer",
+        XXNET_E_REENTRANT => c"not allowed from inside a dispatch handler",
         XXNET_E_PROTOCOL => c"protocol error",
         XXNET_E_BAD_PREFACE => c"protocol error: peer does not speak xxnet",
         XXNET_E_BAD_VERSION => c"protocol error: unsupported protocol version",
@@ -223,7 +234,8 @@ mod tests {
             XXNET_E_EXPIRED_UNSENT,
             XXNET_E_ACK_TIMEOUT,
             XXNET_E_PEER_RESTARTED,
-            XXNET_E_GAVE_UP,
+            XXNET_E_UNKNOWN_TIMER,
+            XXNET_E_REENTRANT,
             XXNET_E_PROTOCOL,
             XXNET_E_BAD_PREFACE,
             XXNET_E_BAD_VERSION,

@@ -71,6 +71,10 @@ struct HostState {
     last_account: Option<(Dest, u32, Arc<Account>)>,
     next_account: u32,
     next_track: u64,
+    /// Main-thread timers.
+    timers: crate::timers::Timers,
+    /// Connection user data, by conn.
+    user_data: HashMap<u64, u64>,
     pending: VecDeque<Event>,
     lent: Vec<Event>,
     lent_bytes: usize,
@@ -100,6 +104,7 @@ pub struct Context {
     recv_queue_limit: usize,
     high_water: u64,
     low_water: u64,
+    user_data_changes: std::sync::atomic::AtomicU64,
 }
 
 impl Context {
@@ -124,6 +129,7 @@ impl Context {
             recv_queue_limit,
             high_water,
             low_water,
+            user_data_changes: Default::default(),
         })
     }
 
@@ -292,8 +298,9 @@ impl Context {
     }
 
     /// Drains up to `max` events, waiting up to `timeout` (None: forever) for
-    /// the first. Calls `visit(i, event)` for each; the events (and their
-    /// payloads) stay alive until the next call. Returns how many.
+    /// the first; the wait also ends when a timer is due. Calls
+    /// `visit(i, event)` for each; the events (and their payloads) stay alive
+    /// until the next call. Returns how many.
     pub fn poll(
         &self,
         max: usize,
@@ -306,51 +313,57 @@ impl Context {
         if max == 0 {
             return 0;
         }
-        while st.pending.is_empty() {
-            match self.link.events.try_recv() {
-                Ok(batch) => st.pending.extend(batch),
-                Err(_) => {
-                    if st.shut_down {
-                        break;
-                    }
-                    // Wait without holding the lock.
-                    drop(st);
-                    let got = match deadline {
-                        None => self.link.events.recv().ok(),
-                        Some(d) => {
-                            let now = Instant::now();
-                            if now >= d {
-                                None
-                            } else {
-                                self.link.events.recv_timeout(d - now).ok()
-                            }
-                        }
-                    };
-                    st = self.state();
-                    match got {
-                        Some(batch) => st.pending.extend(batch),
-                        None => break,
-                    }
+        loop {
+            Self::fire_timers(&mut st, Instant::now());
+            while let Ok(batch) = self.link.events.try_recv() {
+                st.pending.extend(batch);
+                if st.pending.len() >= max {
+                    break;
                 }
             }
-        }
-        // Opportunistically pull batches that are already there.
-        while st.pending.len() < max {
-            match self.link.events.try_recv() {
-                Ok(batch) => st.pending.extend(batch),
-                Err(_) => break,
+            if !st.pending.is_empty() || st.shut_down {
+                break;
+            }
+            // Wait without holding the lock, until an event batch, the next
+            // timer, or the caller's deadline.
+            let wake = match (deadline, st.timers.next_due()) {
+                (Some(d), Some(t)) => Some(d.min(t)),
+                (d, t) => d.or(t),
+            };
+            drop(st);
+            let got = match wake {
+                None => self.link.events.recv().ok(),
+                Some(w) => match w.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => self.link.events.recv_timeout(left).ok(),
+                    _ => None,
+                },
+            };
+            st = self.state();
+            match got {
+                Some(batch) => st.pending.extend(batch),
+                None if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    Self::fire_timers(&mut st, Instant::now());
+                    break;
+                }
+                None => {} // a timer came due: fire it on the next round
             }
         }
         let n = max.min(st.pending.len());
         let mut lent = std::mem::take(&mut st.lent);
         lent.extend(st.pending.drain(..n));
-        for ev in &lent {
+        for ev in lent.iter_mut() {
+            if ev.conn != 0 {
+                if let Some(&u) = st.user_data.get(&ev.conn) {
+                    ev.user_data = u;
+                }
+            }
             match ev.kind {
                 XXNET_EVENT_CONNECTED => {
                     st.live_conns.insert(ev.conn);
                 }
                 XXNET_EVENT_DISCONNECTED => {
                     st.live_conns.remove(&ev.conn);
+                    st.user_data.remove(&ev.conn);
                     st.accounts.remove(&Dest::Conn(ev.conn));
                     if st
                         .last_account
@@ -369,6 +382,69 @@ impl Context {
         }
         st.lent = lent;
         n
+    }
+
+    /// Appends a TIMER event for every timer due at `now`.
+    fn fire_timers(st: &mut HostState, now: Instant) {
+        let HostState {
+            timers, pending, ..
+        } = st;
+        timers.fire(now, usize::MAX, |id, user_data| {
+            pending.push_back(Event {
+                kind: XXNET_EVENT_TIMER,
+                id,
+                user_data,
+                ..Event::default()
+            });
+        });
+    }
+
+    /// Starts a main-thread timer; it fires from `poll`. Returns its id.
+    pub fn timer_start(
+        &self,
+        delay: Duration,
+        interval: Duration,
+        user_data: u64,
+    ) -> Result<u64, c_int> {
+        let mut st = self.state();
+        self.check_usable(&st)?;
+        Ok(st.timers.start(Instant::now(), delay, interval, user_data))
+    }
+
+    /// Stops a timer; `XXNET_E_UNKNOWN_TIMER` if it is not live.
+    pub fn timer_stop(&self, id: u64) -> Result<(), c_int> {
+        let mut st = self.state();
+        if st.timers.stop(id) {
+            Ok(())
+        } else {
+            Err(XXNET_E_UNKNOWN_TIMER)
+        }
+    }
+
+    /// Sets the value copied into `user_data` of every later event of `conn`.
+    pub fn set_user_data(&self, conn: u64, value: u64) -> Result<(), c_int> {
+        let mut st = self.state();
+        self.check_usable(&st)?;
+        if !st.live_conns.contains(&conn) {
+            return Err(XXNET_E_UNKNOWN_CONN);
+        }
+        st.user_data.insert(conn, value);
+        for ev in st.pending.iter_mut().filter(|e| e.conn == conn) {
+            ev.user_data = value;
+        }
+        self.user_data_changes.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Counts `set_user_data` calls, so a dispatcher can tell whether a
+    /// handler changed them.
+    pub fn user_data_changes(&self) -> u64 {
+        self.user_data_changes.load(Ordering::Acquire)
+    }
+
+    /// The user data of `conn` (0 if none).
+    pub fn user_data(&self, conn: u64) -> u64 {
+        self.state().user_data.get(&conn).copied().unwrap_or(0)
     }
 
     /// Drops the events lent by the previous poll and credits their bytes back.

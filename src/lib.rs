@@ -21,5 +21,6 @@ pub mod ffi;
 pub mod host;
 pub mod proto;
 pub mod reactor;
+pub mod timers;
 
 pub use codes::*;

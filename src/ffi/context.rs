@@ -13,6 +13,9 @@ use std::time::Duration;
 /// to whichever thread polls). Use one context per host thread.
 pub struct xxnet_ctx {
     inner: Context,
+    pub(crate) handlers: std::sync::Mutex<super::dispatch::Handlers>,
+    pub(crate) dispatching: std::sync::atomic::AtomicBool,
+    pub(crate) dispatch_buf: std::sync::Mutex<Vec<xxnet_event>>,
 }
 
 /// Fills `*out` with the default configuration. NULL is ignored.
@@ -31,6 +34,7 @@ pub extern "C" fn xxnet_config_default(out: *mut xxnet_config) {
 #[no_mangle]
 pub extern "C" fn xxnet_new(cfg: *const xxnet_config) -> *mut xxnet_ctx {
     guard(std::ptr::null_mut(), || {
+        super::logging::install();
         let cfg = match unsafe { cfg.as_ref() } {
             None => crate::config::Config::default(),
             Some(c) => match unsafe { c.to_config() } {
@@ -42,7 +46,12 @@ pub extern "C" fn xxnet_new(cfg: *const xxnet_config) -> *mut xxnet_ctx {
             },
         };
         match Context::new(cfg) {
-            Ok(inner) => Box::into_raw(Box::new(xxnet_ctx { inner })),
+            Ok(inner) => Box::into_raw(Box::new(xxnet_ctx {
+                inner,
+                handlers: Default::default(),
+                dispatching: Default::default(),
+                dispatch_buf: Default::default(),
+            })),
             Err(msg) => {
                 set_last_error(&msg);
                 std::ptr::null_mut()
@@ -289,16 +298,91 @@ pub extern "C" fn xxnet_poll_recv(
         if events.is_null() || max == 0 {
             return 0;
         }
-        let timeout = match timeout_ms {
-            t if t < 0 => None,
-            t => Some(Duration::from_millis(t as u64)),
-        };
+        if ctx.dispatching.load(std::sync::atomic::Ordering::Acquire) {
+            log::warn!(target: "xxnet::ffi", "xxnet_poll_recv called from inside a dispatch handler: ignored");
+            return 0;
+        }
         let out = unsafe { std::slice::from_raw_parts_mut(events, max) };
-        let mut ip_cache = None;
-        ctx.inner.poll(max, timeout, |i, ev| {
-            out[i] = xxnet_event::from_event(ev, &mut ip_cache);
-        })
+        poll_into(ctx, out, timeout_ms)
     })
+}
+
+/// Polls into `out` (shared by xxnet_poll_recv and xxnet_dispatch).
+pub(crate) fn poll_into(ctx: &xxnet_ctx, out: &mut [xxnet_event], timeout_ms: i32) -> usize {
+    let timeout = match timeout_ms {
+        t if t < 0 => None,
+        t => Some(Duration::from_millis(t as u64)),
+    };
+    let mut ip_cache = None;
+    ctx.inner.poll(out.len(), timeout, |i, ev| {
+        out[i] = xxnet_event::from_event(ev, &mut ip_cache);
+    })
+}
+
+/// Starts a main-thread timer: it fires as an XXNET_EVENT_TIMER event (`id` =
+/// the timer id, `user_data` = `user_data`) from xxnet_poll_recv or
+/// xxnet_dispatch, on the polling thread, `delay_ms` from now (never early),
+/// then every `interval_ms` (0: once). A poll's wait ends when a timer is
+/// due. Writes the id (never 0) to `*timer_id` (may be NULL).
+#[no_mangle]
+pub extern "C" fn xxnet_timer_start(
+    ctx: *mut xxnet_ctx,
+    delay_ms: u32,
+    interval_ms: u32,
+    user_data: u64,
+    timer_id: *mut u64,
+) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let id = ctx.inner.timer_start(
+            Duration::from_millis(delay_ms as u64),
+            Duration::from_millis(interval_ms as u64),
+            user_data,
+        )?;
+        if let Some(out) = unsafe { timer_id.as_mut() } {
+            *out = id;
+        }
+        Ok(())
+    })
+}
+
+/// Stops a timer. XXNET_E_UNKNOWN_TIMER if it is not live (a one-shot timer
+/// that already fired is no longer live). A TIMER event already drained but
+/// not yet handled is not taken back.
+#[no_mangle]
+pub extern "C" fn xxnet_timer_stop(ctx: *mut xxnet_ctx, timer_id: u64) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        ctx.inner.timer_stop(timer_id)
+    })
+}
+
+/// Attaches a value to a connection (Paguma's connection property): it is
+/// copied into `user_data` of every later event of `conn`, including its
+/// DISCONNECTED. XXNET_E_UNKNOWN_CONN for an id this host does not know.
+#[no_mangle]
+pub extern "C" fn xxnet_conn_set_user_data(
+    ctx: *mut xxnet_ctx,
+    conn: u64,
+    user_data: u64,
+) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        ctx.inner.set_user_data(conn, user_data)
+    })
+}
+
+/// The library version, e.g. "0.1.0". Static, never NULL.
+#[no_mangle]
+pub extern "C" fn xxnet_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The ABI version this library implements (XXNET_ABI_VERSION of its header).
+/// Bindings compare it with the value they were generated from at load time.
+#[no_mangle]
+pub extern "C" fn xxnet_abi_version() -> u32 {
+    XXNET_ABI_VERSION
 }
 
 /// Copies the context's counters into `*out`.

@@ -11,6 +11,8 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod context;
+pub mod dispatch;
+pub mod logging;
 pub mod types;
 
 use crate::codes::*;

@@ -163,6 +163,8 @@ pub struct xxnet_event {
     pub data: *const u8,
     /// Length of `data` in bytes.
     pub len: usize,
+    /// The connection's user data (xxnet_conn_set_user_data), or a TIMER's user data.
+    pub user_data: u64,
 }
 
 impl xxnet_event {
@@ -179,6 +181,7 @@ impl xxnet_event {
         peer_ip: [0; 48],
         data: std::ptr::null(),
         len: 0,
+        user_data: 0,
     };
 
     /// Converts an event; `ip_cache` keeps the last formatted address so a
@@ -196,6 +199,7 @@ impl xxnet_event {
         out.total = ev.total;
         out.msg_id = ev.msg_id;
         out.lane = ev.lane as u32;
+        out.user_data = ev.user_data;
         if let Some(peer) = ev.peer {
             out.peer_port = peer.port();
             match ip_cache {

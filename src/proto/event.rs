@@ -27,4 +27,6 @@ pub struct Event {
     pub peer: Option<SocketAddr>,
     /// Payload of a MESSAGE.
     pub data: Bytes,
+    /// The connection's user data (`xxnet_conn_set_user_data`) or the timer's.
+    pub user_data: u64,
 }

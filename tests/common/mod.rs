@@ -31,6 +31,8 @@ pub struct Ev {
     pub peer_ip: String,
     pub peer_port: u16,
     pub payload: Vec<u8>,
+    /// The connection's (or timer's) user data.
+    pub user_data: u64,
     /// When `poll` returned this event.
     pub at: Instant,
 }
@@ -57,6 +59,7 @@ impl Ev {
             peer_ip,
             peer_port: e.peer_port,
             payload,
+            user_data: e.user_data,
             at,
         }
     }
@@ -680,4 +683,912 @@ pub fn fd_count() -> usize {
 
 pub fn thread_count() -> usize {
     count_dir("/proc/self/task")
+}
+
+// ---------------------------------------------------------------------------
+// Session helpers (tests/it_session_*.rs): names of every event kind,
+// need-ack and conn_info wrappers, tagged payloads, latency figures, a TCP
+// proxy that cuts its connections, and child peer processes.
+
+/// Name of any event kind (including the session kinds `kind_name` predates).
+pub fn event_name(kind: u32) -> &'static str {
+    match kind {
+        XXNET_EVENT_DELIVERED => "DELIVERED",
+        XXNET_EVENT_EXPIRED => "EXPIRED",
+        XXNET_EVENT_WRITABLE => "WRITABLE",
+        XXNET_EVENT_LINK_DOWN => "LINK_DOWN",
+        XXNET_EVENT_LINK_UP => "LINK_UP",
+        k => kind_name(k),
+    }
+}
+
+/// One event as text, with every kind named.
+pub fn ev_str(e: &Ev) -> String {
+    format!(
+        "{} code={} ({}) conn={} id={} count={} total={} msg_id={} lane={} peer={}:{} len={}",
+        event_name(e.kind),
+        e.code,
+        strerror(e.code),
+        e.conn,
+        e.id,
+        e.count,
+        e.total,
+        e.msg_id,
+        e.lane,
+        e.peer_ip,
+        e.peer_port,
+        e.payload.len()
+    )
+}
+
+/// Like `dump_log`, naming every kind; at most `max` lines (then a count of the rest).
+pub fn dump_events(log: &[Ev], max: usize) -> String {
+    let mut s = String::new();
+    let (mut msgs, mut shown, mut hidden) = (0usize, 0usize, 0usize);
+    for e in log {
+        if e.is_msg() {
+            msgs += 1;
+        } else if shown < max {
+            shown += 1;
+            s.push_str(&format!("  {}\n", ev_str(e)));
+        } else {
+            hidden += 1;
+        }
+    }
+    if hidden > 0 {
+        s.push_str(&format!("  ... {hidden} more events\n"));
+    }
+    s.push_str(&format!("  ({msgs} MESSAGE events)\n"));
+    s
+}
+
+/// The IP text of a peer info.
+pub fn info_ip(info: &xxnet::ffi::types::xxnet_peer_info) -> String {
+    unsafe { CStr::from_ptr(info.peer_ip.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Name of a session state.
+pub fn state_name(state: u32) -> &'static str {
+    match state {
+        XXNET_PEER_CONNECTING => "CONNECTING",
+        XXNET_PEER_CONNECTED => "CONNECTED",
+        XXNET_PEER_RECONNECTING => "RECONNECTING",
+        _ => "UNKNOWN",
+    }
+}
+
+impl Node {
+    /// xxnet_send_need_ack by address; the id or the error code.
+    pub fn send_need_ack(
+        &self,
+        ip: &str,
+        port: u16,
+        lane: u32,
+        msg_id: u32,
+        data: &[u8],
+        ack_timeout_ms: u32,
+    ) -> Result<u64, i32> {
+        let ip = CString::new(ip).unwrap();
+        let opts = xxnet_send_opts {
+            lane,
+            msg_id,
+            flags: 0,
+            ack_timeout_ms,
+        };
+        let mut id = 0u64;
+        match xxnet_send_need_ack(
+            self.ctx,
+            ip.as_ptr(),
+            port,
+            data.as_ptr(),
+            data.len(),
+            &opts,
+            &mut id,
+        ) {
+            XXNET_OK => Ok(id),
+            code => Err(code),
+        }
+    }
+
+    /// xxnet_send_conn_need_ack; the id or the error code.
+    pub fn send_conn_need_ack(
+        &self,
+        conn: u64,
+        lane: u32,
+        msg_id: u32,
+        data: &[u8],
+        ack_timeout_ms: u32,
+    ) -> Result<u64, i32> {
+        let opts = xxnet_send_opts {
+            lane,
+            msg_id,
+            flags: 0,
+            ack_timeout_ms,
+        };
+        let mut id = 0u64;
+        match xxnet_send_conn_need_ack(self.ctx, conn, data.as_ptr(), data.len(), &opts, &mut id)
+        {
+            XXNET_OK => Ok(id),
+            code => Err(code),
+        }
+    }
+
+    /// xxnet_conn_info; the info or the error code.
+    pub fn conn_info(&self, conn: u64) -> Result<xxnet::ffi::types::xxnet_peer_info, i32> {
+        let mut info = std::mem::MaybeUninit::<xxnet::ffi::types::xxnet_peer_info>::zeroed();
+        match xxnet_conn_info(self.ctx, conn, info.as_mut_ptr()) {
+            XXNET_OK => Ok(unsafe { info.assume_init() }),
+            code => Err(code),
+        }
+    }
+
+    /// Reads xxnet_conn_info until `pred` holds (polling meanwhile, so
+    /// events are collected) or `timeout` passes; returns the last reading.
+    pub fn info_until(
+        &mut self,
+        conn: u64,
+        timeout: Duration,
+        mut pred: impl FnMut(&xxnet::ffi::types::xxnet_peer_info) -> bool,
+    ) -> Result<xxnet::ffi::types::xxnet_peer_info, i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self.conn_info(conn);
+            match &info {
+                Ok(i) if pred(i) => return info,
+                _ if Instant::now() >= deadline => return info,
+                _ => {}
+            }
+            self.poll(2);
+        }
+    }
+
+    /// The conn id of the first CONNECTED event in the log.
+    pub fn first_conn(&self) -> Option<u64> {
+        self.log
+            .iter()
+            .find(|e| e.kind == XXNET_EVENT_CONNECTED)
+            .map(|e| e.conn)
+    }
+}
+
+/// A payload that names its lane and per-lane index, then a pattern: a
+/// receiver can check it was not mixed up with another message.
+pub fn tagged_payload(lane: u32, idx: u32, len: usize) -> Vec<u8> {
+    let mut v = pattern(len.max(8), idx.wrapping_mul(7).wrapping_add(lane));
+    v[0..4].copy_from_slice(&lane.to_le_bytes());
+    v[4..8].copy_from_slice(&idx.to_le_bytes());
+    v.truncate(len.max(8));
+    v
+}
+
+/// Checks a payload made by `tagged_payload`.
+pub fn tagged_payload_ok(lane: u32, idx: u32, data: &[u8]) -> bool {
+    data.len() >= 8 && data == tagged_payload(lane, idx, data.len()).as_slice()
+}
+
+/// A small deterministic PRNG (xorshift64*), for reproducible fault schedules.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0 | 1;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in lo..=hi.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}
+
+/// p50, p99 and max of a set of durations (zeros when empty).
+pub fn latency_figures(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
+    if samples.is_empty() {
+        return (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    }
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+    (at(0.50), at(0.99), samples[samples.len() - 1])
+}
+
+/// Makes the next close of `fd` send a RST (SO_LINGER with a zero timeout).
+pub fn set_linger_zero(fd: std::os::fd::RawFd) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
+}
+
+// ----- a TCP proxy that cuts its connections ---------------------------------
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+
+struct ProxyPair {
+    client: TcpStream,
+    server: TcpStream,
+    cut: AtomicBool,
+    /// Bytes each direction (client→server, server→client) forwards before
+    /// the pair is cut at exactly that byte (None: no limit).
+    budget: [Option<u64>; 2],
+    /// A budget cut resets (else FIN).
+    budget_rst: bool,
+}
+
+/// Settings of byte-exact cuts: a PRNG, the budget range, the share of resets.
+struct ByteCuts {
+    rng: Rng,
+    lo: u64,
+    hi: u64,
+    rst_percent: u64,
+}
+
+#[derive(Default)]
+struct ProxyShared {
+    stop: AtomicBool,
+    accepting: AtomicBool,
+    listening: AtomicBool,
+    cutting: AtomicBool,
+    /// Read and drop client→server bytes instead of forwarding them.
+    blackhole: AtomicBool,
+    pairs: Mutex<Vec<Arc<ProxyPair>>>,
+    byte_cuts: Mutex<Option<ByteCuts>>,
+    pumps: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    accepted: AtomicU64,
+    cuts: AtomicU64,
+    cut_pairs: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream`: one thread per
+/// direction per connection (blocking sockets with 5 ms timeouts, so every
+/// thread notices a cut or the end within a few ms). It can cut every
+/// connection (FIN or RST), stop accepting (connections refused) and resume
+/// on the same port, or drop client→server bytes (a black hole).
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub upstream: SocketAddr,
+    shared: Arc<ProxyShared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub fn start(upstream: SocketAddr) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(ProxyShared::default());
+        shared.accepting.store(true, AtomicOrdering::SeqCst);
+        shared.listening.store(true, AtomicOrdering::SeqCst);
+        let sh = shared.clone();
+        let acceptor = std::thread::Builder::new()
+            .name("proxy-accept".into())
+            .spawn(move || Proxy::accept_loop(sh, Some(listener), addr, upstream))
+            .unwrap();
+        Proxy {
+            addr,
+            upstream,
+            shared,
+            threads: vec![acceptor],
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    fn accept_loop(
+        sh: Arc<ProxyShared>,
+        mut listener: Option<std::net::TcpListener>,
+        addr: SocketAddr,
+        upstream: SocketAddr,
+    ) {
+        if let Some(l) = &listener {
+            l.set_nonblocking(true).unwrap();
+        }
+        while !sh.stop.load(AtomicOrdering::SeqCst) {
+            if !sh.accepting.load(AtomicOrdering::SeqCst) {
+                listener = None;
+                sh.listening.store(false, AtomicOrdering::SeqCst);
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let Some(l) = &listener else {
+                // Resume on the same port (std sets SO_REUSEADDR).
+                match std::net::TcpListener::bind(addr) {
+                    Ok(l) => {
+                        l.set_nonblocking(true).unwrap();
+                        listener = Some(l);
+                        sh.listening.store(true, AtomicOrdering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+                continue;
+            };
+            match l.accept() {
+                Ok((client, _)) => {
+                    sh.accepted.fetch_add(1, AtomicOrdering::SeqCst);
+                    let server = match TcpStream::connect_timeout(&upstream, Duration::from_secs(2))
+                    {
+                        Ok(s) => s,
+                        Err(_) => continue, // drops the client: it sees a close
+                    };
+                    for s in [&client, &server] {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_nodelay(true).unwrap();
+                        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+                        s.set_write_timeout(Some(Duration::from_millis(5))).unwrap();
+                    }
+                    let (budget, budget_rst) = match sh.byte_cuts.lock().unwrap().as_mut() {
+                        Some(c) => {
+                            let (lo, hi) = (c.lo, c.hi);
+                            (
+                                [Some(c.rng.range(lo, hi)), Some(c.rng.range(lo, hi))],
+                                c.rng.range(0, 99) < c.rst_percent,
+                            )
+                        }
+                        None => ([None, None], false),
+                    };
+                    let pair = Arc::new(ProxyPair {
+                        client,
+                        server,
+                        cut: AtomicBool::new(false),
+                        budget,
+                        budget_rst,
+                    });
+                    sh.pairs.lock().unwrap().push(pair.clone());
+                    let mut pumps = sh.pumps.lock().unwrap();
+                    pumps.retain(|h| !h.is_finished());
+                    for up in [true, false] {
+                        let (p, s) = (pair.clone(), sh.clone());
+                        pumps.push(
+                            std::thread::Builder::new()
+                                .name("proxy-pump".into())
+                                .spawn(move || Proxy::pump(s, p, up))
+                                .unwrap(),
+                        );
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    /// Copies one direction until EOF, an error, a cut or the end.
+    fn pump(sh: Arc<ProxyShared>, pair: Arc<ProxyPair>, up: bool) {
+        let (mut src, mut dst) = if up {
+            (&pair.client, &pair.server)
+        } else {
+            (&pair.server, &pair.client)
+        };
+        let counter = if up { &sh.bytes_up } else { &sh.bytes_down };
+        let mut budget = pair.budget[if up { 0 } else { 1 }];
+        let mut buf = vec![0u8; 64 * 1024];
+        let alive = || !pair.cut.load(AtomicOrdering::SeqCst) && !sh.stop.load(AtomicOrdering::SeqCst);
+        'outer: while alive() {
+            let n = match src.read(&mut buf) {
+                Ok(0) => {
+                    // Orderly close: pass the FIN on, keep the other direction.
+                    let _ = dst.shutdown(std::net::Shutdown::Write);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(_) => break,
+            };
+            if up && sh.blackhole.load(AtomicOrdering::SeqCst) {
+                continue;
+            }
+            // A byte budget cuts the pair right after its last byte.
+            let (n, cut_after) = match budget {
+                Some(b) if n as u64 >= b => (b as usize, true),
+                Some(b) => {
+                    budget = Some(b - n as u64);
+                    (n, false)
+                }
+                None => (n, false),
+            };
+            let mut off = 0;
+            while off < n {
+                if !alive() {
+                    break 'outer;
+                }
+                match dst.write(&buf[off..n]) {
+                    Ok(0) => break 'outer,
+                    Ok(k) => {
+                        off += k;
+                        counter.fetch_add(k as u64, AtomicOrdering::Relaxed);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                        ) => {}
+                    Err(_) => break 'outer,
+                }
+            }
+            if cut_after {
+                Proxy::cut_one(&sh, &pair, pair.budget_rst);
+                return;
+            }
+        }
+        // A broken or cut pair: end the other direction too.
+        pair.cut.store(true, AtomicOrdering::SeqCst);
+    }
+
+    fn cut_one(sh: &ProxyShared, pair: &Arc<ProxyPair>, rst: bool) {
+        sh.pairs.lock().unwrap().retain(|p| !Arc::ptr_eq(p, pair));
+        if !pair.cut.swap(true, AtomicOrdering::SeqCst) {
+            Proxy::cut_now(pair, rst);
+            sh.cut_pairs.fetch_add(1, AtomicOrdering::SeqCst);
+        }
+    }
+
+    fn cut_now(p: &ProxyPair, rst: bool) {
+        if rst {
+            // The sockets close (RST) when the pumps drop the last reference.
+            set_linger_zero(p.client.as_raw_fd());
+            set_linger_zero(p.server.as_raw_fd());
+        } else {
+            let _ = p.client.shutdown(std::net::Shutdown::Both);
+            let _ = p.server.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Also cuts each new connection after a random number of bytes
+    /// (`lo..=hi`, drawn per direction) at exactly that byte, so cuts fall
+    /// in the middle of frames; `rst_percent` % of those cuts reset.
+    pub fn cut_at_random_bytes(&self, seed: u64, lo: u64, hi: u64, rst_percent: u64) {
+        *self.shared.byte_cuts.lock().unwrap() = Some(ByteCuts {
+            rng: Rng(seed),
+            lo,
+            hi,
+            rst_percent,
+        });
+    }
+
+    /// Stops the byte-budget cuts of new connections.
+    pub fn stop_byte_cuts(&self) {
+        *self.shared.byte_cuts.lock().unwrap() = None;
+    }
+
+    /// Cuts every connection now: with `rst`, both sockets are reset (RST);
+    /// else both get a FIN at once. Returns how many pairs were cut.
+    pub fn cut_all(&self, rst: bool) -> usize {
+        Proxy::cut_pairs(&self.shared, rst)
+    }
+
+    fn cut_pairs(sh: &ProxyShared, rst: bool) -> usize {
+        let pairs: Vec<Arc<ProxyPair>> = std::mem::take(&mut *sh.pairs.lock().unwrap());
+        let mut n = 0;
+        for p in &pairs {
+            if !p.cut.swap(true, AtomicOrdering::SeqCst) {
+                Proxy::cut_now(p, rst);
+                n += 1;
+            }
+        }
+        sh.cuts.fetch_add(1, AtomicOrdering::SeqCst);
+        sh.cut_pairs.fetch_add(n as u64, AtomicOrdering::SeqCst);
+        n
+    }
+
+    /// Starts cutting every connection at random intervals of `min_ms..=max_ms`
+    /// (a PRNG seeded with `seed`), resetting them with probability `rst_percent` %.
+    pub fn start_cutting(&mut self, seed: u64, min_ms: u64, max_ms: u64, rst_percent: u64) {
+        let sh = self.shared.clone();
+        sh.cutting.store(true, AtomicOrdering::SeqCst);
+        self.threads.push(
+            std::thread::Builder::new()
+                .name("proxy-cutter".into())
+                .spawn(move || {
+                    let mut rng = Rng(seed);
+                    while !sh.stop.load(AtomicOrdering::SeqCst) {
+                        let wait = Duration::from_millis(rng.range(min_ms, max_ms));
+                        let rst = rng.range(0, 99) < rst_percent;
+                        let t = Instant::now();
+                        while t.elapsed() < wait && !sh.stop.load(AtomicOrdering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        if sh.cutting.load(AtomicOrdering::SeqCst) {
+                            Proxy::cut_pairs(&sh, rst);
+                        }
+                    }
+                })
+                .unwrap(),
+        );
+    }
+
+    /// Stops the random cuts, timed and byte-exact (the thread stays until drop).
+    pub fn stop_cutting(&self) {
+        self.shared.cutting.store(false, AtomicOrdering::SeqCst);
+        self.stop_byte_cuts();
+    }
+
+    /// Stops accepting (new connections are refused: the port is closed)
+    /// and cuts every connection.
+    pub fn pause(&self, rst: bool) {
+        self.shared.accepting.store(false, AtomicOrdering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.shared.listening.load(AtomicOrdering::SeqCst) {
+            assert!(Instant::now() < deadline, "proxy did not stop listening");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.cut_all(rst);
+    }
+
+    /// Listens again on the same port.
+    pub fn resume(&self) {
+        self.shared.accepting.store(true, AtomicOrdering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.shared.listening.load(AtomicOrdering::SeqCst) {
+            assert!(
+                Instant::now() < deadline,
+                "proxy could not listen again on {}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Drop client→server bytes (true) or forward them (false).
+    pub fn set_blackhole(&self, on: bool) {
+        self.shared.blackhole.store(on, AtomicOrdering::SeqCst);
+    }
+
+    /// (connections accepted, cut rounds, connections cut, bytes client→server, bytes server→client)
+    pub fn counts(&self) -> (u64, u64, u64, u64, u64) {
+        let s = &self.shared;
+        (
+            s.accepted.load(AtomicOrdering::SeqCst),
+            s.cuts.load(AtomicOrdering::SeqCst),
+            s.cut_pairs.load(AtomicOrdering::SeqCst),
+            s.bytes_up.load(AtomicOrdering::SeqCst),
+            s.bytes_down.load(AtomicOrdering::SeqCst),
+        )
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, AtomicOrdering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        Proxy::cut_pairs(&self.shared, false);
+        let pumps: Vec<_> = std::mem::take(&mut *self.shared.pumps.lock().unwrap());
+        for p in pumps {
+            let _ = p.join();
+        }
+    }
+}
+
+use std::os::fd::AsRawFd;
+
+// ----- child peer processes ----------------------------------------------------
+
+/// Environment variable that makes the `child_peer` test of a test binary
+/// act as a peer process; its value is the mode (see `child_peer_main`).
+pub const CHILD_ENV: &str = "XXNET_SESSION_CHILD";
+/// Comma-separated `field=value` settings of the child's config.
+pub const CHILD_CFG_ENV: &str = "XXNET_SESSION_CHILD_CFG";
+
+/// What a child peer received, per its `report` command.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChildReport {
+    pub msgs: u64,
+    pub bytes: u64,
+    /// Messages whose msg_id was below the next expected one on its lane.
+    pub dups: u64,
+    /// Messages whose msg_id skipped ahead on its lane.
+    pub gaps: u64,
+    /// Next expected msg_id per lane (= messages in order so far when the sender numbers from 0).
+    pub lanes: [u64; 4],
+    pub connected: u64,
+    pub disconnected: u64,
+}
+
+impl ChildReport {
+    fn line(&self) -> String {
+        format!(
+            "XXNET_CHILD_REPORT msgs={} bytes={} dups={} gaps={} lane0={} lane1={} lane2={} lane3={} connected={} disconnected={}",
+            self.msgs,
+            self.bytes,
+            self.dups,
+            self.gaps,
+            self.lanes[0],
+            self.lanes[1],
+            self.lanes[2],
+            self.lanes[3],
+            self.connected,
+            self.disconnected
+        )
+    }
+
+    fn parse(line: &str) -> Option<ChildReport> {
+        let rest = line.strip_prefix("XXNET_CHILD_REPORT ")?;
+        let mut r = ChildReport::default();
+        for kv in rest.split_whitespace() {
+            let (k, v) = kv.split_once('=')?;
+            let v: u64 = v.parse().ok()?;
+            match k {
+                "msgs" => r.msgs = v,
+                "bytes" => r.bytes = v,
+                "dups" => r.dups = v,
+                "gaps" => r.gaps = v,
+                "lane0" => r.lanes[0] = v,
+                "lane1" => r.lanes[1] = v,
+                "lane2" => r.lanes[2] = v,
+                "lane3" => r.lanes[3] = v,
+                "connected" => r.connected = v,
+                "disconnected" => r.disconnected = v,
+                _ => {}
+            }
+        }
+        Some(r)
+    }
+
+    fn take(&mut self, log: &mut Vec<Ev>) {
+        for e in log.drain(..) {
+            match e.kind {
+                XXNET_EVENT_MESSAGE => {
+                    self.msgs += 1;
+                    self.bytes += e.payload.len() as u64;
+                    let next = &mut self.lanes[(e.lane as usize).min(3)];
+                    let id = e.msg_id as u64;
+                    if id < *next {
+                        self.dups += 1;
+                    } else {
+                        if id > *next {
+                            self.gaps += 1;
+                        }
+                        *next = id + 1;
+                    }
+                }
+                XXNET_EVENT_CONNECTED => self.connected += 1,
+                XXNET_EVENT_DISCONNECTED => self.disconnected += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A peer in a child process: the current test binary re-run with
+/// `--exact child_peer --ignored` and `CHILD_ENV` set. It listens on
+/// 127.0.0.1 and prints its port. Drop resumes (SIGCONT), kills (SIGKILL)
+/// and reaps it. It also exits when its stdin closes (the parent died) or
+/// after 60 s.
+pub struct ChildPeer {
+    pub pid: i32,
+    pub port: u16,
+    child: Option<std::process::Child>,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ChildPeer {
+    /// Starts a child in `mode`: "sink" (polls, counts, checks per-lane
+    /// msg_id order) or "nopoll" (never polls until told "poll").
+    /// `cfg` is a comma-separated list of config `field=value`.
+    pub fn spawn(mode: &str, cfg: &str) -> ChildPeer {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut child = Command::new(exe)
+            .args([
+                "--exact",
+                "child_peer",
+                "--nocapture",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, mode)
+            .env(CHILD_CFG_ENV, cfg)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn child peer");
+        let pid = child.id() as i32;
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[child {pid}] {line}");
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut c = ChildPeer {
+            pid,
+            port: 0,
+            child: Some(child),
+            stdin,
+            lines,
+        };
+        let line = c
+            .wait_line("XXNET_CHILD_PORT=", Duration::from_secs(10))
+            .expect("the child peer printed its port");
+        c.port = line["XXNET_CHILD_PORT=".len()..].trim().parse().unwrap();
+        c
+    }
+
+    fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match self.lines.recv_timeout(left) {
+                // The harness may print "test child_peer ... " on the same line.
+                Ok(l) if l.contains(prefix) => return Some(l[l.find(prefix).unwrap()..].to_string()),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Sends one command line to the child ("report", "poll", "exit").
+    pub fn command(&mut self, cmd: &str) {
+        if let Some(s) = self.stdin.as_mut() {
+            let _ = writeln!(s, "{cmd}");
+            let _ = s.flush();
+        }
+    }
+
+    /// Asks the child what it received (None if it does not answer in time).
+    pub fn report(&mut self, timeout: Duration) -> Option<ChildReport> {
+        self.command("report");
+        let line = self.wait_line("XXNET_CHILD_REPORT ", timeout)?;
+        ChildReport::parse(&line)
+    }
+
+    /// Polls reports until `pred` holds or `timeout` passes; the last report.
+    pub fn report_until(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ChildReport) -> bool,
+    ) -> Option<ChildReport> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(r) = self.report(Duration::from_secs(2)) {
+                if pred(&r) {
+                    return Some(r);
+                }
+                last = Some(r);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        last
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if self.child.is_some() {
+            let rc = unsafe { libc::kill(self.pid, sig) };
+            assert_eq!(rc, 0, "kill({}, {sig})", self.pid);
+        }
+    }
+
+    /// SIGSTOP: the process freezes (its sockets stay open).
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT.
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// SIGKILL and reap; returns the wait status.
+    pub fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe {
+            libc::kill(self.pid, libc::SIGCONT);
+            libc::kill(self.pid, libc::SIGKILL);
+        }
+        self.stdin = None;
+        child.wait().ok()
+    }
+}
+
+impl Drop for ChildPeer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Body of the `child_peer` test of a binary that spawns `ChildPeer`s.
+/// Does nothing unless `CHILD_ENV` is set.
+pub fn child_peer_main() {
+    use std::io::BufRead;
+    let Ok(mut mode) = std::env::var(CHILD_ENV) else {
+        eprintln!("child_peer: not started as a child peer; nothing to do");
+        return;
+    };
+    let mut cfg = default_config();
+    for kv in std::env::var(CHILD_CFG_ENV).unwrap_or_default().split(',') {
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
+        let v: u64 = v.trim().parse().expect("numeric child config value");
+        match k.trim() {
+            "idle_timeout_ms" => cfg.idle_timeout_ms = v as u32,
+            "recv_queue_limit" => cfg.recv_queue_limit = v,
+            "reconnect_give_up_ms" => cfg.reconnect_give_up_ms = v as u32,
+            "handshake_timeout_ms" => cfg.handshake_timeout_ms = v as u32,
+            other => panic!("unknown child config field {other}"),
+        }
+    }
+    let mut node = Node::with_config(&cfg);
+    let port = node.listen("127.0.0.1");
+    println!("\nXXNET_CHILD_PORT={port}");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send("eof".into());
+    });
+    let mut tally = ChildReport::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if mode == "nopoll" {
+            std::thread::sleep(Duration::from_millis(5));
+        } else {
+            node.poll(5);
+            tally.take(&mut node.log);
+        }
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd.trim() {
+                "report" => println!("{}", tally.line()),
+                "poll" => mode = "sink".into(),
+                "eof" | "exit" => std::process::exit(0),
+                _ => {}
+            }
+        }
+        if Instant::now() > deadline {
+            eprintln!("child_peer: 60 s are up, exiting");
+            std::process::exit(3);
+        }
+    }
 }
