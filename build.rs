@@ -6,6 +6,12 @@
 use std::{env, path::PathBuf};
 
 fn main() {
+    // A versioned SONAME: hosts link against libxxnet.so.<major>, so an
+    // incompatible release can be installed beside this one.
+    let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libxxnet.so.{major}");
+    }
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     println!("cargo:rerun-if-changed=src/ffi");
