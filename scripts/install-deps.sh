@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing xxnet needs, only when something is
-# missing: cmake, make, g++, pkg-config and GoogleTest (Debian's libgtest-dev).
+# missing: cmake, make, g++, pkg-config, GoogleTest (Debian's libgtest-dev) and
+# luajit (the Lua binding's tests).
 # The Rust toolchain (cargo) must already be there. Debian/Ubuntu only (apt-get);
 # runs non-interactively; uses sudo when not root.
 set -euo pipefail
@@ -10,6 +11,7 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v luajit >/dev/null 2>&1 || missing+=(luajit)
 if [ ! -f /usr/include/gtest/gtest.h ] || ! ls /usr/lib/*/cmake/GTest/GTestConfig.cmake /usr/lib/cmake/GTest/GTestConfig.cmake >/dev/null 2>&1; then
   missing+=(libgtest-dev)
 fi
@@ -33,7 +35,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 else
-  echo "install-deps: cmake, make, g++, pkg-config and libgtest-dev are present"
+  echo "install-deps: cmake, make, g++, pkg-config, libgtest-dev and luajit are present"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
