@@ -123,9 +123,12 @@ fn smaller_node_refuses_incoming_while_its_attempt_is_pending() {
     let s = node.stats_until(Duration::from_secs(1), |s| s.msgs_acked == 2);
     assert_eq!((s.msgs_acked, s.queued_msgs), (2, 0));
 
-    // Rule 3: a HELLO with a fresh nonce means P lost its connection: it replaces the old one.
+    // Rule 3: a HELLO with a fresh nonce means P lost its connection: it
+    // replaces the old one. P brings its session block: it tracks the node's
+    // send id and delivered 2 on lane 0.
     let mut c4 = Raw::connect_to(addr("127.0.0.1", pn));
-    let ack = c4.handshake_as(instance, 78, Some(pa));
+    let sync = sync_block(0x5e55, hello.send_id, [2, 0, 0, 0]);
+    let ack = c4.handshake_with_sync(instance, 78, Some(pa), sync);
     assert_eq!(
         ack.status, 0,
         "a fresh HELLO replaces the connection: {ack:?}"

@@ -23,8 +23,14 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with_give_up(default_config().reconnect_give_up_ms)
+    }
+
+    /// A harness whose server gives up on a silent session after `give_up_ms`.
+    fn with_give_up(give_up_ms: u32) -> Harness {
         let mut cfg = default_config();
         cfg.max_message_size = MAX_MSG;
+        cfg.reconnect_give_up_ms = give_up_ms;
         let server = Node::with_config(&cfg);
         let good = Node::new();
         let ps = server.listen("127.0.0.1");
@@ -339,7 +345,11 @@ fn e_message_too_large() {
 
 #[test]
 fn f_truncated() {
-    let mut h = Harness::new();
+    // A connection that ends mid-frame is a protocol error (logged, counted,
+    // the connection closed at once: LINK_DOWN), but it is also what a crash
+    // looks like, so the session waits for the peer to come back; this raw
+    // client never does, and the session gives up after 300 ms.
+    let mut h = Harness::with_give_up(300);
     let before = h.protocol_errors();
     let whole = frame(T_DATA, F_FIRST | F_LAST, 0, 4, 1, &[0x5A; 100]);
     let mut multi = 5000u32.to_le_bytes().to_vec();
@@ -359,6 +369,18 @@ fn f_truncated() {
         raw.s.shutdown(Shutdown::Write).unwrap();
         h.exchange(5);
         eprintln!("truncated: {what}");
+        let ok = h.server.poll_until(WAIT, |log| {
+            log.iter()
+                .any(|e| e.kind == XXNET_EVENT_LINK_DOWN && e.conn == conn)
+        });
+        assert!(ok, "LINK_DOWN for {what}:\n{}", dump_log(&h.server.log));
+        let down = h
+            .server
+            .log
+            .iter()
+            .find(|e| e.kind == XXNET_EVENT_LINK_DOWN && e.conn == conn)
+            .unwrap();
+        assert_eq!(down.code, XXNET_E_TRUNCATED, "{down}");
         h.expect_disconnected(conn, XXNET_E_TRUNCATED);
         assert!(
             raw.wait_closed(Duration::from_secs(2)).is_some(),

@@ -181,6 +181,8 @@ struct Peer {
     wait_until: Option<Instant>,
     /// Why the last link or attempt failed.
     last_error: c_int,
+    /// Highest HELLO nonce accepted from the peer's current instance.
+    last_nonce: u64,
     /// CONNECTED was emitted for `id`.
     announced: bool,
     timer_at: Option<Instant>,
@@ -615,6 +617,7 @@ impl Endpoint {
             next_try: None,
             wait_until: None,
             last_error: XXNET_E_CONNECT_TIMEOUT,
+            last_nonce: 0,
             announced: false,
             timer_at: None,
             flush_listed: false,
@@ -876,16 +879,18 @@ impl Endpoint {
     }
 
     /// The peer closed its side of `link`.
+    ///
+    /// A connection ending mid-frame or mid-message (`XXNET_E_TRUNCATED`) is
+    /// logged and counted as a protocol error, but it is what a crash or a
+    /// closed stalled connection looks like too, so only the link goes: the
+    /// session reconnects and resends.
     pub fn on_eof(&mut self, link: usize, now: Instant) {
         let Some(l) = self.links.get(link) else {
             return;
         };
         let code = match l.decoder.finish(&l.rbuf) {
             Err(e) => self.protocol_error(link, e),
-            Ok(()) if l.reasm.has_partial() => {
-                self.counters.protocol_errors += 1;
-                XXNET_E_TRUNCATED
-            }
+            Ok(()) if l.reasm.has_partial() => self.protocol_error(link, ProtoError::Truncated),
             Ok(()) => XXNET_E_PEER_CLOSED,
         };
         self.link_down(link, code, now);
@@ -1021,6 +1026,15 @@ impl Endpoint {
             return;
         };
         let pid = self.by_addr.get(&theirs).copied();
+        if let Some(p) = pid.map(|p| &self.peers[p]) {
+            if p.instance == hello.instance && hello.nonce <= p.last_nonce {
+                // A connect attempt older than one already accepted (it sat
+                // in our accept backlog while we stalled): not a new link.
+                log::debug!(target: "xxnet::endpoint", "stale HELLO from {theirs} nonce {}", hello.nonce);
+                self.refuse_duplicate(link, ours);
+                return;
+            }
+        }
         let view = match pid.map(|p| &self.peers[p]) {
             None => PeerView {
                 established: false,
@@ -1038,20 +1052,7 @@ impl Endpoint {
         let mut abandoned = 0;
         match decision {
             HelloDecision::RefuseDuplicate => {
-                let ack = HelloAck {
-                    status: AckStatus::Duplicate,
-                    instance: self.instance,
-                    abandoned_nonce: 0,
-                    listen: ours,
-                    sync: SessionSync::default(),
-                };
-                let l = &mut self.links[link];
-                let mut b = BytesMut::with_capacity(96);
-                b.extend_from_slice(&Preface::BYTES);
-                ack.encode(&mut b);
-                l.wbuf.put_slice(&b);
-                l.state = LinkState::Closing;
-                self.list_flush(link);
+                self.refuse_duplicate(link, ours);
                 return;
             }
             HelloDecision::AcceptReplacing => {
@@ -1073,6 +1074,7 @@ impl Endpoint {
             Some(p) => p,
             None => self.new_peer(theirs, Some(theirs), now),
         };
+        self.peers[pid].last_nonce = hello.nonce;
         self.establish(
             link,
             pid,
@@ -1083,6 +1085,24 @@ impl Endpoint {
             ours,
             now,
         );
+    }
+
+    /// Answers a HELLO with a duplicate refusal, then closes.
+    fn refuse_duplicate(&mut self, link: usize, ours: Option<SocketAddr>) {
+        let ack = HelloAck {
+            status: AckStatus::Duplicate,
+            instance: self.instance,
+            abandoned_nonce: 0,
+            listen: ours,
+            sync: SessionSync::default(),
+        };
+        let l = &mut self.links[link];
+        let mut b = BytesMut::with_capacity(96);
+        b.extend_from_slice(&Preface::BYTES);
+        ack.encode(&mut b);
+        l.wbuf.put_slice(&b);
+        l.state = LinkState::Closing;
+        self.list_flush(link);
     }
 
     fn on_hello_ack(&mut self, link: usize, ack: HelloAck, now: Instant) -> Result<(), c_int> {
@@ -1141,14 +1161,19 @@ impl Endpoint {
         let resumed = self.peers[pid]
             .session
             .on_handshake(instance, theirs, &mut evs);
-        if resumed.restarted {
-            self.report_session_events(pid, &mut evs, XXNET_E_PEER_RESTARTED);
+        if resumed.restarted || resumed.ended_by_peer {
+            let code = if resumed.restarted {
+                XXNET_E_PEER_RESTARTED
+            } else {
+                XXNET_E_PEER_CLOSED
+            };
+            self.report_session_events(pid, &mut evs, code);
             let p = &mut self.peers[pid];
             if p.announced {
                 let (id, shown) = (p.id, p.shown);
                 self.events.push(Event {
                     kind: XXNET_EVENT_DISCONNECTED,
-                    code: XXNET_E_PEER_RESTARTED,
+                    code,
                     conn: id,
                     peer: Some(shown),
                     ..Event::default()
@@ -1228,15 +1253,22 @@ impl Endpoint {
     /// The write buffer of `link`, refilled from its session. None if the link is gone.
     pub fn transmit(&mut self, link: usize, now: Instant) -> Option<&mut WriteBuf> {
         let l = self.links.get_mut(link)?;
-        if l.state == LinkState::Established && l.wbuf.len() < WBUF_LOW {
+        if l.state == LinkState::Established {
             let pid = l.peer.expect("established link has a peer");
             let p = &mut self.peers[pid];
             if p.active == Some(link) {
+                // An owed ACK goes out even when data is backed up behind it.
                 if let Some(acked) = p.session.take_ack() {
                     let mut b = BytesMut::with_capacity(32);
                     handshake::encode_ack(&acked, &mut b);
                     l.wbuf.put_slice(&b);
                 }
+            }
+        }
+        if l.state == LinkState::Established && l.wbuf.len() < WBUF_LOW {
+            let pid = l.peer.expect("established link has a peer");
+            let p = &mut self.peers[pid];
+            if p.active == Some(link) {
                 let before = p.session.out.queued_msgs();
                 p.session.out.fill_at(&mut l.wbuf, WBUF_HIGH, Some(now));
                 if p.session.out.queued_msgs() != before && !p.snapshot_dirty {
@@ -1308,7 +1340,9 @@ impl Endpoint {
             p.last_error = code;
             let (id, shown) = (p.id, p.shown);
             self.touch(pid);
-            if self.cfg.reconnect_give_up_ms == 0 || is_protocol_error(code) {
+            if self.cfg.reconnect_give_up_ms == 0
+                || (is_protocol_error(code) && code != XXNET_E_TRUNCATED)
+            {
                 // A peer that broke the protocol would only break it again.
                 return self.end_session(pid, code);
             }

@@ -65,6 +65,11 @@ pub struct Resumed {
     pub restarted: bool,
     /// Messages that will be sent again because the peer had not acknowledged them.
     pub resent: usize,
+    /// Same instance, but it no longer knows our numbering (it ended the
+    /// session on its side, e.g. xxnet_close or giving up while we were
+    /// apart): our held messages were failed with XXNET_E_PEER_CLOSED and
+    /// numbering restarted.
+    pub ended_by_peer: bool,
 }
 
 /// Acknowledge at once when this many messages or bytes are owed.
@@ -84,6 +89,8 @@ pub struct Session {
     recv_id: u64,
     /// Last delivered sequence number per lane.
     delivered: [u32; LANES],
+    /// Last sequence number per lane the peer acknowledged (0: none).
+    acked: [u32; LANES],
     /// Messages and bytes delivered since our last ACK.
     owed_msgs: u32,
     owed_bytes: usize,
@@ -105,6 +112,7 @@ impl Session {
             out: Outbound::new(fragment_size),
             recv_id: 0,
             delivered: [0; LANES],
+            acked: [0; LANES],
             owed_msgs: 0,
             owed_bytes: 0,
             ack_due: None,
@@ -143,6 +151,15 @@ impl Session {
             // never seen our old numbering).
             r.restarted = true;
             self.fail_all(XXNET_E_PEER_RESTARTED, out);
+        } else if self.bound_instance != 0 && self.peer_forgot(theirs) {
+            // Same instance, it acknowledged some of our numbering once, and
+            // no longer tracks it: it ended the session on its side.
+            // Resending into its fresh state would leave a gap; end ours too.
+            // (A peer that never learned our send id acknowledged nothing:
+            // everything we sent is still held, numbered from 1, and goes
+            // again below.)
+            r.ended_by_peer = true;
+            self.fail_all(XXNET_E_PEER_CLOSED, out);
         }
         self.bound_instance = peer_instance;
         if theirs.send_id != self.recv_id {
@@ -160,6 +177,22 @@ impl Session {
         }
         r.resent = self.out.rewind();
         r
+    }
+
+    /// True when the peer's block shows it delivered less of our numbering
+    /// than it once acknowledged: it dropped its receive state (ended the
+    /// session on its side). A peer only acknowledges what it delivered, so
+    /// within one session its `delivered` never falls behind our `acked`.
+    fn peer_forgot(&self, theirs: &SessionSync) -> bool {
+        let delivered = if theirs.recv_id == self.send_id {
+            theirs.delivered
+        } else {
+            [0; LANES]
+        };
+        self.acked
+            .iter()
+            .zip(delivered)
+            .any(|(&acked, d)| acked != 0 && (d == 0 || !seq_le(acked, d)))
     }
 
     /// Ends the send session: every held message fails with `code`, numbering
@@ -185,6 +218,7 @@ impl Session {
         let _ = code;
         self.tracked.clear();
         self.expiries.clear();
+        self.acked = [0; LANES];
     }
 
     /// Checks a received message's sequence number.
@@ -236,7 +270,9 @@ impl Session {
 
     fn ack_lane(&mut self, lane: u8, upto: u32, out: &mut Vec<SessionEvent>) {
         let tracked = &mut self.tracked;
+        let acked = &mut self.acked[lane as usize];
         self.out.ack(lane, upto, |info| {
+            *acked = info.seq;
             let report = info.tag.track != 0 && tracked.remove(&info.tag.track).is_some();
             out.push(SessionEvent::Acked { info, report });
         });
@@ -331,7 +367,8 @@ mod tests {
             r,
             Resumed {
                 restarted: false,
-                resent: 2
+                resent: 2,
+                ended_by_peer: false
             }
         );
         assert_eq!(
@@ -461,5 +498,47 @@ mod tests {
         assert_eq!(s.ack_due(), Some(t0), "due at once past the threshold");
         assert_eq!(s.take_ack(), Some([0; LANES]));
         assert_eq!(s.take_ack(), None);
+    }
+
+    #[test]
+    fn a_peer_that_forgot_our_numbering_ends_the_session_cleanly() {
+        let mut a = Session::new(11, 1024);
+        let mut b = Session::new(22, 1024);
+        let mut ev = Vec::new();
+        a.on_handshake(2, &b.sync(), &mut ev);
+        b.on_handshake(1, &a.sync(), &mut ev);
+        for i in 0..4u32 {
+            a.out.push(0, i, Bytes::from_static(b"x"));
+        }
+        let mut w = WriteBuf::new();
+        a.out.fill(&mut w, usize::MAX);
+        for seq in 1..=2 {
+            b.accept(0, seq).unwrap();
+        }
+        a.on_ack(&[2, 0, 0, 0], &mut ev);
+        // b ends its side (xxnet_close while apart): a fresh session, same instance.
+        let fresh = Session::new(33, 1024);
+        ev.clear();
+        let r = a.on_handshake(2, &fresh.sync(), &mut ev);
+        assert!(r.ended_by_peer && !r.restarted, "{r:?}");
+        assert_eq!(ev.len(), 2, "the two unacknowledged messages are reported");
+        // Its fresh state re-learns our id but delivered nothing: same verdict.
+        let mut a = Session::new(11, 1024);
+        let mut b = Session::new(22, 1024);
+        a.on_handshake(2, &b.sync(), &mut ev);
+        b.on_handshake(1, &a.sync(), &mut ev);
+        a.out.push(0, 1, Bytes::from_static(b"x"));
+        a.out.fill(&mut WriteBuf::new(), usize::MAX);
+        a.on_ack(&[1, 0, 0, 0], &mut ev);
+        let mut fresh = Session::new(44, 1024);
+        fresh.on_handshake(1, &a.sync(), &mut ev);
+        assert!(a.on_handshake(2, &fresh.sync(), &mut ev).ended_by_peer);
+        // A peer that simply never learned our id (nothing acknowledged) is not "ended".
+        let mut a = Session::new(11, 1024);
+        a.on_handshake(2, &Session::new(22, 1024).sync(), &mut ev);
+        a.out.push(0, 1, Bytes::from_static(b"x"));
+        a.out.fill(&mut WriteBuf::new(), usize::MAX);
+        let r = a.on_handshake(2, &Session::new(22, 1024).sync(), &mut ev);
+        assert_eq!((r.ended_by_peer, r.resent), (false, 1));
     }
 }

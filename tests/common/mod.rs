@@ -412,12 +412,34 @@ pub const SYNC_LEN: usize = 32;
 
 /// A whole HELLO frame (§3).
 pub fn hello_frame(instance: u64, nonce: u64, listen: Option<SocketAddr>) -> Vec<u8> {
+    // Session sync all zero: a fresh session.
+    hello_frame_with_sync(instance, nonce, listen, [0u8; SYNC_LEN])
+}
+
+/// A whole HELLO frame carrying a session block (§5): send_id, recv_id, delivered[4].
+pub fn hello_frame_with_sync(
+    instance: u64,
+    nonce: u64,
+    listen: Option<SocketAddr>,
+    sync: [u8; SYNC_LEN],
+) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&instance.to_le_bytes());
     body.extend_from_slice(&nonce.to_le_bytes());
-    body.extend_from_slice(&[0u8; SYNC_LEN]); // session sync: a fresh session
+    body.extend_from_slice(&sync);
     push_addr(&mut body, listen);
     frame(T_HELLO, 0, 0, 0, 0, &body)
+}
+
+/// A session block: `send_id`, `recv_id` and the delivered seq per lane.
+pub fn sync_block(send_id: u64, recv_id: u64, delivered: [u32; 4]) -> [u8; SYNC_LEN] {
+    let mut b = [0u8; SYNC_LEN];
+    b[..8].copy_from_slice(&send_id.to_le_bytes());
+    b[8..16].copy_from_slice(&recv_id.to_le_bytes());
+    for (i, d) in delivered.iter().enumerate() {
+        b[16 + 4 * i..20 + 4 * i].copy_from_slice(&d.to_le_bytes());
+    }
+    b
 }
 
 /// A whole HELLO_ACK frame (§3).
@@ -451,6 +473,8 @@ pub struct RawFrame {
 pub struct HelloBody {
     pub instance: u64,
     pub nonce: u64,
+    /// The sender's send_id (first field of its session block).
+    pub send_id: u64,
     pub listen_port: u16,
     pub listen_ip: Vec<u8>,
 }
@@ -467,6 +491,7 @@ impl HelloBody {
         HelloBody {
             instance: u64::from_le_bytes(b[0..8].try_into().unwrap()),
             nonce: u64::from_le_bytes(b[8..16].try_into().unwrap()),
+            send_id: u64::from_le_bytes(b[16..24].try_into().unwrap()),
             listen_port: u16::from_le_bytes(b[16 + S..18 + S].try_into().unwrap()),
             listen_ip: b[19 + S..19 + S + ip_len].to_vec(),
         }
@@ -633,8 +658,19 @@ impl Raw {
 
     /// Sends preface + HELLO (`nonce`, announcing `listen`), reads the acceptor's preface and HELLO_ACK.
     pub fn handshake_as(&mut self, instance: u64, nonce: u64, listen: Option<SocketAddr>) -> Ack {
+        self.handshake_with_sync(instance, nonce, listen, [0u8; SYNC_LEN])
+    }
+
+    /// `handshake_as` with a session block in the HELLO.
+    pub fn handshake_with_sync(
+        &mut self,
+        instance: u64,
+        nonce: u64,
+        listen: Option<SocketAddr>,
+        sync: [u8; SYNC_LEN],
+    ) -> Ack {
         let mut out = PREFACE.to_vec();
-        out.extend(hello_frame(instance, nonce, listen));
+        out.extend(hello_frame_with_sync(instance, nonce, listen, sync));
         self.write(&out);
         self.read_preface();
         let f = self.read_frame(Duration::from_secs(5)).expect("HELLO_ACK");
@@ -808,8 +844,7 @@ impl Node {
             ack_timeout_ms,
         };
         let mut id = 0u64;
-        match xxnet_send_conn_need_ack(self.ctx, conn, data.as_ptr(), data.len(), &opts, &mut id)
-        {
+        match xxnet_send_conn_need_ack(self.ctx, conn, data.as_ptr(), data.len(), &opts, &mut id) {
             XXNET_OK => Ok(id),
             code => Err(code),
         }
@@ -924,7 +959,14 @@ use std::sync::{Arc, Mutex};
 struct ProxyPair {
     client: TcpStream,
     server: TcpStream,
+    /// The pumps must stop now (a reset cut, or a broken pair).
     cut: AtomicBool,
+    /// An orderly cut: both sides got a FIN; the pumps read and drop what
+    /// comes until each side closes too (closing with unread bytes would
+    /// turn the orderly close into a reset).
+    draining: AtomicBool,
+    /// The pair was cut (once).
+    done: AtomicBool,
     /// Bytes each direction (client→server, server→client) forwards before
     /// the pair is cut at exactly that byte (None: no limit).
     budget: [Option<u64>; 2],
@@ -1050,6 +1092,8 @@ impl Proxy {
                         client,
                         server,
                         cut: AtomicBool::new(false),
+                        draining: AtomicBool::new(false),
+                        done: AtomicBool::new(false),
                         budget,
                         budget_rst,
                     });
@@ -1084,8 +1128,16 @@ impl Proxy {
         let counter = if up { &sh.bytes_up } else { &sh.bytes_down };
         let mut budget = pair.budget[if up { 0 } else { 1 }];
         let mut buf = vec![0u8; 64 * 1024];
-        let alive = || !pair.cut.load(AtomicOrdering::SeqCst) && !sh.stop.load(AtomicOrdering::SeqCst);
+        let mut drain_since: Option<Instant> = None;
+        let alive =
+            || !pair.cut.load(AtomicOrdering::SeqCst) && !sh.stop.load(AtomicOrdering::SeqCst);
         'outer: while alive() {
+            if pair.draining.load(AtomicOrdering::SeqCst) {
+                // Bounded: a side that never closes is dropped after 2 s.
+                if drain_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(2) {
+                    return;
+                }
+            }
             let n = match src.read(&mut buf) {
                 Ok(0) => {
                     // Orderly close: pass the FIN on, keep the other direction.
@@ -1103,7 +1155,9 @@ impl Proxy {
                 }
                 Err(_) => break,
             };
-            if up && sh.blackhole.load(AtomicOrdering::SeqCst) {
+            if pair.draining.load(AtomicOrdering::SeqCst)
+                || (up && sh.blackhole.load(AtomicOrdering::SeqCst))
+            {
                 continue;
             }
             // A byte budget cuts the pair right after its last byte.
@@ -1135,17 +1189,17 @@ impl Proxy {
                 }
             }
             if cut_after {
+                budget = None;
                 Proxy::cut_one(&sh, &pair, pair.budget_rst);
-                return;
             }
         }
-        // A broken or cut pair: end the other direction too.
+        // A broken or reset pair: end the other direction too.
         pair.cut.store(true, AtomicOrdering::SeqCst);
     }
 
     fn cut_one(sh: &ProxyShared, pair: &Arc<ProxyPair>, rst: bool) {
         sh.pairs.lock().unwrap().retain(|p| !Arc::ptr_eq(p, pair));
-        if !pair.cut.swap(true, AtomicOrdering::SeqCst) {
+        if !pair.done.swap(true, AtomicOrdering::SeqCst) {
             Proxy::cut_now(pair, rst);
             sh.cut_pairs.fetch_add(1, AtomicOrdering::SeqCst);
         }
@@ -1156,9 +1210,12 @@ impl Proxy {
             // The sockets close (RST) when the pumps drop the last reference.
             set_linger_zero(p.client.as_raw_fd());
             set_linger_zero(p.server.as_raw_fd());
+            p.cut.store(true, AtomicOrdering::SeqCst);
         } else {
-            let _ = p.client.shutdown(std::net::Shutdown::Both);
-            let _ = p.server.shutdown(std::net::Shutdown::Both);
+            // FIN to both sides at once; the pumps drain until both close.
+            p.draining.store(true, AtomicOrdering::SeqCst);
+            let _ = p.client.shutdown(std::net::Shutdown::Write);
+            let _ = p.server.shutdown(std::net::Shutdown::Write);
         }
     }
 
@@ -1180,7 +1237,9 @@ impl Proxy {
     }
 
     /// Cuts every connection now: with `rst`, both sockets are reset (RST);
-    /// else both get a FIN at once. Returns how many pairs were cut.
+    /// else both sides get a FIN at once (an orderly close at whatever byte
+    /// the stream was at) and what they send after is dropped. Returns how
+    /// many pairs were cut.
     pub fn cut_all(&self, rst: bool) -> usize {
         Proxy::cut_pairs(&self.shared, rst)
     }
@@ -1189,7 +1248,7 @@ impl Proxy {
         let pairs: Vec<Arc<ProxyPair>> = std::mem::take(&mut *sh.pairs.lock().unwrap());
         let mut n = 0;
         for p in &pairs {
-            if !p.cut.swap(true, AtomicOrdering::SeqCst) {
+            if !p.done.swap(true, AtomicOrdering::SeqCst) {
                 Proxy::cut_now(p, rst);
                 n += 1;
             }
@@ -1312,12 +1371,16 @@ pub struct ChildReport {
     pub lanes: [u64; 4],
     pub connected: u64,
     pub disconnected: u64,
+    /// Sum and sum of squares (wrapping) of the msg_ids received: a
+    /// fingerprint of the exact set of messages.
+    pub id_sum: u64,
+    pub id_sq: u64,
 }
 
 impl ChildReport {
     fn line(&self) -> String {
         format!(
-            "XXNET_CHILD_REPORT msgs={} bytes={} dups={} gaps={} lane0={} lane1={} lane2={} lane3={} connected={} disconnected={}",
+            "XXNET_CHILD_REPORT msgs={} bytes={} dups={} gaps={} lane0={} lane1={} lane2={} lane3={} connected={} disconnected={} id_sum={} id_sq={}",
             self.msgs,
             self.bytes,
             self.dups,
@@ -1327,7 +1390,9 @@ impl ChildReport {
             self.lanes[2],
             self.lanes[3],
             self.connected,
-            self.disconnected
+            self.disconnected,
+            self.id_sum,
+            self.id_sq
         )
     }
 
@@ -1348,6 +1413,8 @@ impl ChildReport {
                 "lane3" => r.lanes[3] = v,
                 "connected" => r.connected = v,
                 "disconnected" => r.disconnected = v,
+                "id_sum" => r.id_sum = v,
+                "id_sq" => r.id_sq = v,
                 _ => {}
             }
         }
@@ -1362,6 +1429,8 @@ impl ChildReport {
                     self.bytes += e.payload.len() as u64;
                     let next = &mut self.lanes[(e.lane as usize).min(3)];
                     let id = e.msg_id as u64;
+                    self.id_sum = self.id_sum.wrapping_add(id);
+                    self.id_sq = self.id_sq.wrapping_add(id.wrapping_mul(id));
                     if id < *next {
                         self.dups += 1;
                     } else {
@@ -1457,7 +1526,9 @@ impl ChildPeer {
             }
             match self.lines.recv_timeout(left) {
                 // The harness may print "test child_peer ... " on the same line.
-                Ok(l) if l.contains(prefix) => return Some(l[l.find(prefix).unwrap()..].to_string()),
+                Ok(l) if l.contains(prefix) => {
+                    return Some(l[l.find(prefix).unwrap()..].to_string())
+                }
                 Ok(_) => {}
                 Err(_) => return None,
             }
@@ -1506,9 +1577,32 @@ impl ChildPeer {
         }
     }
 
-    /// SIGSTOP: the process freezes (its sockets stay open).
+    /// SIGSTOP: the process freezes (its sockets stay open). Returns once
+    /// every thread of it is stopped (signals are delivered asynchronously).
     pub fn freeze(&self) {
         self.signal(libc::SIGSTOP);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.all_threads_stopped() {
+            assert!(
+                Instant::now() < deadline,
+                "child {} did not stop within 5 s",
+                self.pid
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Every thread of the child is in state T (stopped), per /proc.
+    fn all_threads_stopped(&self) -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return false;
+        };
+        tasks.flatten().all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // "pid (comm) S ...": the state follows the last ')'.
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+        })
     }
 
     /// SIGCONT.
