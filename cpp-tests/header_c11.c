@@ -19,16 +19,51 @@ struct xxnet_api {
   int (*send_ex)(struct xxnet_ctx *, const char *, uint16_t, const uint8_t *, size_t, const struct xxnet_send_opts *);
   int (*send_conn)(struct xxnet_ctx *, uint64_t, const uint8_t *, size_t);
   int (*send_conn_ex)(struct xxnet_ctx *, uint64_t, const uint8_t *, size_t, const struct xxnet_send_opts *);
+  int (*send_need_ack)(struct xxnet_ctx *, const char *, uint16_t, const uint8_t *, size_t,
+                       const struct xxnet_send_opts *, uint64_t *);
+  int (*send_conn_need_ack)(struct xxnet_ctx *, uint64_t, const uint8_t *, size_t, const struct xxnet_send_opts *,
+                            uint64_t *);
+  int (*conn_info)(struct xxnet_ctx *, uint64_t, struct xxnet_peer_info *);
   int (*close)(struct xxnet_ctx *, uint64_t);
   size_t (*poll_recv)(struct xxnet_ctx *, struct xxnet_event *, size_t, int32_t);
+  int (*timer_start)(struct xxnet_ctx *, uint32_t, uint32_t, uint64_t, uint64_t *);
+  int (*timer_stop)(struct xxnet_ctx *, uint64_t);
+  int (*conn_set_user_data)(struct xxnet_ctx *, uint64_t, uint64_t);
+  const char *(*version)(void);
+  uint32_t (*abi_version)(void);
   int (*stats)(struct xxnet_ctx *, struct xxnet_stats *);
+  int (*on)(struct xxnet_ctx *, uint32_t, xxnet_handler, void *);
+  int (*route)(struct xxnet_ctx *, uint32_t, xxnet_handler, void *);
+  int (*route_default)(struct xxnet_ctx *, xxnet_handler, void *);
+  size_t (*dispatch)(struct xxnet_ctx *, size_t, int32_t);
+  int (*set_log_handler)(xxnet_log_fn, void *, int);
 };
 
 static const struct xxnet_api api = {
-    xxnet_config_default, xxnet_new,       xxnet_last_error,   xxnet_free, xxnet_strerror,
-    xxnet_listen,         xxnet_send,      xxnet_send_ex,      xxnet_send_conn, xxnet_send_conn_ex,
-    xxnet_close,          xxnet_poll_recv, xxnet_stats,
+    xxnet_config_default, xxnet_new,           xxnet_last_error,         xxnet_free,
+    xxnet_strerror,       xxnet_listen,        xxnet_send,               xxnet_send_ex,
+    xxnet_send_conn,      xxnet_send_conn_ex,  xxnet_send_need_ack,      xxnet_send_conn_need_ack,
+    xxnet_conn_info,      xxnet_close,         xxnet_poll_recv,          xxnet_timer_start,
+    xxnet_timer_stop,     xxnet_conn_set_user_data, xxnet_version,       xxnet_abi_version,
+    xxnet_stats,          xxnet_on,            xxnet_route,              xxnet_route_default,
+    xxnet_dispatch,       xxnet_set_log_handler,
 };
+
+/* A handler and a log function with the typedefs' signatures. */
+static int handled = 0;
+static void on_event(const struct xxnet_event *event, void *user) {
+  (void)event;
+  (void)user;
+  ++handled;
+}
+static void on_log(int level, const char *target, const char *message, void *user) {
+  (void)level;
+  (void)target;
+  (void)message;
+  (void)user;
+}
+static const xxnet_handler handler = on_event;
+static const xxnet_log_fn log_fn = on_log;
 
 static int failures = 0;
 
@@ -49,6 +84,9 @@ int main(void) {
   struct xxnet_event ev2;
   struct xxnet_stats st;       /* tag: the bare name is the function */
   xxnet_stats_t st2;           /* the typedef alias */
+  xxnet_peer_info info;        /* typedef name */
+  struct xxnet_peer_info info2;
+  uint64_t id = 0;
   xxnet_ctx *ctx = NULL;       /* opaque typedef */
   struct xxnet_ctx *ctx2 = NULL;
   uint16_t port = 0;
@@ -61,6 +99,8 @@ int main(void) {
   memset(&ev2, 0, sizeof ev2);
   memset(&st, 0, sizeof st);
   memset(&st2, 0, sizeof st2);
+  memset(&info, 0, sizeof info);
+  memset(&info2, 0, sizeof info2);
 
   api.config_default(&cfg);
   xxnet_config_default(NULL);
@@ -86,6 +126,21 @@ int main(void) {
   CHECK(api.close(NULL, 1) == XXNET_E_NULL_POINTER);
   CHECK(api.stats(NULL, &st) == XXNET_E_NULL_POINTER);
   CHECK(xxnet_stats(NULL, &st2) == XXNET_E_NULL_POINTER);
+  CHECK(api.send_need_ack(NULL, "127.0.0.1", 1, &byte, 1, &opts, &id) == XXNET_E_NULL_POINTER);
+  CHECK(api.send_conn_need_ack(NULL, 1, &byte, 1, &opts, &id) == XXNET_E_NULL_POINTER);
+  CHECK(api.conn_info(NULL, 1, &info) == XXNET_E_NULL_POINTER);
+  CHECK(api.timer_start(NULL, 1, 0, 0, &id) == XXNET_E_NULL_POINTER);
+  CHECK(api.timer_stop(NULL, 1) == XXNET_E_NULL_POINTER);
+  CHECK(api.conn_set_user_data(NULL, 1, 2) == XXNET_E_NULL_POINTER);
+  CHECK(api.on(NULL, XXNET_EVENT_MESSAGE, handler, NULL) == XXNET_E_NULL_POINTER);
+  CHECK(api.route(NULL, 1, handler, NULL) == XXNET_E_NULL_POINTER);
+  CHECK(api.route_default(NULL, handler, NULL) == XXNET_E_NULL_POINTER);
+  CHECK(api.dispatch(NULL, 16, 0) == 0);
+  CHECK(api.version() != NULL && api.version()[0] != '\0');
+  CHECK(api.abi_version() == XXNET_ABI_VERSION);
+  CHECK(api.set_log_handler(log_fn, NULL, XXNET_LOG_OFF) == XXNET_OK);
+  CHECK(api.set_log_handler(NULL, NULL, 99) == XXNET_E_INVALID_ARG);
+  CHECK(api.set_log_handler(NULL, NULL, XXNET_LOG_WARN) == XXNET_OK);
 
   cfg2.fragment_size = 0;
   CHECK(api.new_ctx(&cfg2) == NULL);
@@ -101,6 +156,19 @@ int main(void) {
     CHECK(xxnet_send_conn(ctx2, 12345, &byte, 1) == XXNET_E_UNKNOWN_CONN);
     CHECK(xxnet_close(ctx2, 0) == XXNET_E_UNKNOWN_CONN);
     CHECK(xxnet_poll_recv(ctx2, ev, 2, 0) == 0);
+    CHECK(xxnet_conn_info(ctx2, 12345, &info2) == XXNET_E_UNKNOWN_CONN);
+    CHECK(xxnet_conn_set_user_data(ctx2, 12345, 1) == XXNET_E_UNKNOWN_CONN);
+    CHECK(xxnet_route(ctx2, 77, handler, NULL) == XXNET_OK);
+    CHECK(xxnet_route_default(ctx2, handler, NULL) == XXNET_OK);
+    CHECK(xxnet_on(ctx2, XXNET_EVENT_TIMER, handler, NULL) == XXNET_OK);
+    /* A one-shot timer, dispatched to the handler. */
+    CHECK(xxnet_timer_start(ctx2, 1, 0, 42, &id) == XXNET_OK && id != 0);
+    {
+      int i;
+      for (i = 0; i < 200 && handled == 0; ++i) xxnet_dispatch(ctx2, 16, 10);
+    }
+    CHECK(handled == 1);
+    CHECK(xxnet_timer_stop(ctx2, id) == XXNET_E_UNKNOWN_TIMER); /* a fired one-shot is no longer live */
     api.free_ctx(ctx2);
   }
 

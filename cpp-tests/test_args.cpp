@@ -82,6 +82,25 @@ TEST(Args, FfiSafetyNullPointersAndUnknownIds) {
   EXPECT_EQ(xxnet_stats(nullptr, &st), XXNET_E_NULL_POINTER);
   EXPECT_EQ(xxnet_poll_recv(nullptr, evs, 4, 0), 0u);
   EXPECT_EQ(xxnet_poll_recv(nullptr, evs, 4, 100), 0u);
+  uint64_t id = 0;
+  xxnet_peer_info info;
+  EXPECT_EQ(xxnet_send_need_ack(nullptr, "127.0.0.1", 1, &byte, 1, &o, &id), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_send_conn_need_ack(nullptr, 1, &byte, 1, &o, &id), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_conn_info(nullptr, 1, &info), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_timer_start(nullptr, 1, 0, 0, &id), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_timer_stop(nullptr, 1), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_conn_set_user_data(nullptr, 1, 1), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_on(nullptr, XXNET_EVENT_MESSAGE, nullptr, nullptr), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_route(nullptr, 1, nullptr, nullptr), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_route_default(nullptr, nullptr, nullptr), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_dispatch(nullptr, 16, 0), 0u);
+  EXPECT_EQ(xxnet_dispatch(nullptr, 16, 100), 0u);
+  ASSERT_NE(xxnet_version(), nullptr);
+  EXPECT_GT(std::strlen(xxnet_version()), 0u);
+  EXPECT_EQ(xxnet_abi_version(), static_cast<uint32_t>(XXNET_ABI_VERSION)) << "header and library disagree";
+  EXPECT_EQ(xxnet_set_log_handler(nullptr, nullptr, -1), XXNET_E_INVALID_ARG);
+  EXPECT_EQ(xxnet_set_log_handler(nullptr, nullptr, 6), XXNET_E_INVALID_ARG);
+  EXPECT_EQ(xxnet_set_log_handler(nullptr, nullptr, XXNET_LOG_WARN), XXNET_OK);
   xxnet_free(nullptr);             // no-op
   xxnet_config_default(nullptr);   // ignored
 
@@ -91,7 +110,9 @@ TEST(Args, FfiSafetyNullPointersAndUnknownIds) {
       XXNET_E_ALREADY_LISTENING, XXNET_E_TOO_LARGE, XXNET_E_WOULD_BLOCK, XXNET_E_CLOSED, XXNET_E_INTERNAL,
       XXNET_E_PANIC, XXNET_E_IO, XXNET_E_ADDR_NOT_AVAILABLE, XXNET_E_PERMISSION, XXNET_E_CONNECT_REFUSED,
       XXNET_E_CONNECT_TIMEOUT, XXNET_E_CONN_RESET, XXNET_E_PEER_CLOSED, XXNET_E_LOCAL_CLOSE,
-      XXNET_E_DUPLICATE_CONN, XXNET_E_SHUTDOWN, XXNET_E_PEER_BUSY, XXNET_E_UNREACHABLE, XXNET_E_PROTOCOL,
+      XXNET_E_DUPLICATE_CONN, XXNET_E_SHUTDOWN, XXNET_E_PEER_BUSY, XXNET_E_UNREACHABLE, XXNET_E_IDLE_TIMEOUT,
+      XXNET_E_EXPIRED_UNSENT, XXNET_E_ACK_TIMEOUT, XXNET_E_PEER_RESTARTED, XXNET_E_UNKNOWN_TIMER,
+      XXNET_E_REENTRANT, XXNET_E_PROTOCOL,
       XXNET_E_BAD_PREFACE, XXNET_E_BAD_VERSION, XXNET_E_FRAME_TOO_LARGE, XXNET_E_MESSAGE_TOO_LARGE,
       XXNET_E_TRUNCATED, XXNET_E_BAD_FRAME};
   for (int code : documented) {
@@ -100,7 +121,7 @@ TEST(Args, FfiSafetyNullPointersAndUnknownIds) {
     EXPECT_GT(std::strlen(text), 0u) << code;
     EXPECT_STRNE(text, "unknown code") << "code " << code << " is documented in xxnet.h";
   }
-  for (int code : {999999, -999999, 1, 12345, INT_MAX, INT_MIN, -14, -19, -39, -47, -100}) {
+  for (int code : {999999, -999999, 1, 12345, INT_MAX, INT_MIN, -14, -19, -36, -39, -47, -100}) {
     const char* text = xxnet_strerror(code);
     ASSERT_NE(text, nullptr) << code;
     EXPECT_STREQ(text, "unknown code") << code;
@@ -133,7 +154,16 @@ TEST(Args, FfiSafetyNullPointersAndUnknownIds) {
   EXPECT_EQ(xxnet_stats(c, nullptr), XXNET_E_NULL_POINTER);
   EXPECT_EQ(xxnet_poll_recv(c, nullptr, 4, 0), 0u);
   EXPECT_EQ(xxnet_poll_recv(c, evs, 0, 0), 0u);
+  EXPECT_EQ(xxnet_send_need_ack(c, "127.0.0.1", 1, &byte, 1, &o, nullptr), XXNET_E_NULL_POINTER) << "out_id NULL";
+  EXPECT_EQ(xxnet_send_need_ack(c, "127.0.0.1", 1, nullptr, 1, &o, &id), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_send_need_ack(c, "localhost", 1, &byte, 1, &o, &id), XXNET_E_INVALID_ARG);
+  EXPECT_EQ(xxnet_conn_info(c, 1, nullptr), XXNET_E_NULL_POINTER);
+  EXPECT_EQ(xxnet_dispatch(c, 0, 0), 0u);
+  for (uint64_t timer : {0ull, 1ull, 12345ull, ~0ull}) EXPECT_EQ(xxnet_timer_stop(c, timer), XXNET_E_UNKNOWN_TIMER);
   for (uint64_t conn : {0ull, 1ull, 12345ull, (1ull << 53) - 1, ~0ull}) {
+    EXPECT_EQ(xxnet_send_conn_need_ack(c, conn, &byte, 1, &o, &id), XXNET_E_UNKNOWN_CONN) << conn;
+    EXPECT_EQ(xxnet_conn_info(c, conn, &info), XXNET_E_UNKNOWN_CONN) << conn;
+    EXPECT_EQ(xxnet_conn_set_user_data(c, conn, 1), XXNET_E_UNKNOWN_CONN) << conn;
     EXPECT_EQ(xxnet_send_conn(c, conn, &byte, 1), XXNET_E_UNKNOWN_CONN) << conn;
     EXPECT_EQ(xxnet_send_conn_ex(c, conn, &byte, 1, nullptr), XXNET_E_UNKNOWN_CONN) << conn;
     EXPECT_EQ(xxnet_send_conn_ex(c, conn, &byte, 1, &o), XXNET_E_UNKNOWN_CONN) << conn;
@@ -164,6 +194,13 @@ TEST(Args, ConfigDefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(c.handshake_timeout_ms, 5000u);
   EXPECT_EQ(c.recv_queue_limit, 64ull << 20);
   EXPECT_EQ(c.advertise_ip, nullptr);
+  EXPECT_EQ(c.reconnect_min_ms, 100u);
+  EXPECT_EQ(c.reconnect_max_ms, 5000u);
+  EXPECT_EQ(c.reconnect_give_up_ms, 30000u);
+  EXPECT_EQ(c.idle_timeout_ms, 10000u);
+  EXPECT_EQ(c.send_high_water, 32ull << 20);
+  EXPECT_EQ(c.send_low_water, 16ull << 20);
+  EXPECT_EQ(c.ack_timeout_ms, 5000u);
   // NULL config means defaults.
   xxnet_ctx* ctx = xxnet_new(nullptr);
   ASSERT_NE(ctx, nullptr) << xxnet_last_error();

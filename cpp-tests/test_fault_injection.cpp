@@ -79,7 +79,7 @@ TEST(FaultInjection, StatsAreCurrentWhenTheEventIsPolled) {
   uint16_t port = 0;
   int fd = plain_listener("127.0.0.1", &port);
   ASSERT_GE(fd, 0);
-  xxnet_config cfg = default_config();
+  xxnet_config cfg = no_retry_config();  // report at the first failure
   cfg.connect_timeout_ms = 50;
   Ctx a(cfg);
   ASSERT_TRUE(a) << xxnet_last_error();

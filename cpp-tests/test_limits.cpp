@@ -16,8 +16,11 @@ TEST(Limits, MaxConnectionsRefusesExtraClients) {
   constexpr int kClients = 5;
   constexpr uint32_t kPerClient = 3;
   std::vector<std::unique_ptr<Ctx>> clients;
+  // Clients whose sessions give up at the first failure (by default a refused
+  // session keeps retrying with backoff for reconnect_give_up_ms).
+  const xxnet_config ccfg = no_retry_config();
   for (int i = 0; i < kClients; ++i) {
-    clients.push_back(std::make_unique<Ctx>());
+    clients.push_back(std::make_unique<Ctx>(ccfg));
     ASSERT_TRUE(*clients.back()) << xxnet_last_error();
   }
   for (int i = 0; i < kClients; ++i)
@@ -56,6 +59,7 @@ TEST(Limits, MaxConnectionsRefusesExtraClients) {
     ++refused;
     const Event* cf = c->first(XXNET_EVENT_CONNECT_FAILED);
     ASSERT_NE(cf, nullptr);
+    EXPECT_EQ(c->count(XXNET_EVENT_CONNECT_FAILED), 1u) << "reconnect_give_up_ms 0: one attempt only";
     EXPECT_TRUE(cf->code == XXNET_E_PEER_BUSY || cf->code == XXNET_E_CONN_RESET)
         << "CONNECT_FAILED code " << cf->code << " (" << xxnet_strerror(cf->code) << ")";
     EXPECT_EQ(cf->peer_ip, "127.0.0.1");
@@ -66,6 +70,7 @@ TEST(Limits, MaxConnectionsRefusesExtraClients) {
       total += e.total;
       EXPECT_NE(e.code, XXNET_OK);
       EXPECT_EQ(e.peer_port, ps);
+      EXPECT_EQ(e.id, 0u) << "never sent";
     }
     EXPECT_EQ(count, kPerClient);
     EXPECT_EQ(total, kPerClient * std::string("client 0").size());
@@ -105,15 +110,16 @@ TEST(Limits, MaxConnectionsRefusesExtraClients) {
   EXPECT_EQ(server.messages().back().data, "second try");
 }
 
-// Sending to a port where nothing listens: CONNECT_FAILED (refused), then
-// SEND_FAILED covering every queued message, with counts and bytes.
+// Sending to a port where nothing listens, with a session that gives up at
+// the first failure: CONNECT_FAILED (refused), then SEND_FAILED covering
+// every queued message, with counts and bytes.
 TEST(Limits, SendToClosedPortReportsConnectFailedAndSendFailed) {
   uint16_t port = 0;
   int fd = plain_listener("127.0.0.1", &port);
   ASSERT_GE(fd, 0);
   ::close(fd);  // nothing listens there any more
 
-  Ctx a;
+  Ctx a(no_retry_config());
   ASSERT_TRUE(a) << xxnet_last_error();
   size_t bytes_sent = 0;
   for (uint32_t i = 0; i < 4; ++i) {
@@ -136,6 +142,7 @@ TEST(Limits, SendToClosedPortReportsConnectFailedAndSendFailed) {
   for (const Event& e : a.of(XXNET_EVENT_SEND_FAILED)) {
     total += e.total;
     EXPECT_EQ(e.conn, 0u) << "no connection was ever made";
+    EXPECT_EQ(e.id, 0u) << "none of them was sent";
     EXPECT_EQ(e.peer_port, port);
     EXPECT_NE(e.code, XXNET_OK);
   }
@@ -161,7 +168,7 @@ TEST(Limits, HandshakeThatNeverCompletesTimesOut) {
   uint16_t port = 0;
   int fd = plain_listener("127.0.0.1", &port);
   ASSERT_GE(fd, 0);
-  xxnet_config cfg = default_config();
+  xxnet_config cfg = no_retry_config();
   cfg.connect_timeout_ms = 300;
   Ctx a(cfg);
   ASSERT_TRUE(a) << xxnet_last_error();

@@ -59,6 +59,12 @@ inline const char* kind_name(uint32_t kind) {
     case XXNET_EVENT_SEND_FAILED: return "SEND_FAILED";
     case XXNET_EVENT_CONNECT_FAILED: return "CONNECT_FAILED";
     case XXNET_EVENT_ERROR: return "ERROR";
+    case XXNET_EVENT_DELIVERED: return "DELIVERED";
+    case XXNET_EVENT_EXPIRED: return "EXPIRED";
+    case XXNET_EVENT_WRITABLE: return "WRITABLE";
+    case XXNET_EVENT_LINK_DOWN: return "LINK_DOWN";
+    case XXNET_EVENT_LINK_UP: return "LINK_UP";
+    case XXNET_EVENT_TIMER: return "TIMER";
     default: return "?";
   }
 }
@@ -72,6 +78,7 @@ struct Event {
   uint16_t peer_port = 0;
   std::string peer_ip;
   std::string data;
+  uint64_t user_data = 0;
 
   static Event from(const xxnet_event& e) {
     Event o;
@@ -86,6 +93,7 @@ struct Event {
     o.peer_port = e.peer_port;
     o.peer_ip.assign(e.peer_ip, strnlen(e.peer_ip, sizeof e.peer_ip));
     if (e.data != nullptr && e.len > 0) o.data.assign(reinterpret_cast<const char*>(e.data), e.len);
+    o.user_data = e.user_data;
     return o;
   }
   std::string peer() const { return peer_ip + ":" + std::to_string(peer_port); }
@@ -95,7 +103,10 @@ inline std::ostream& operator<<(std::ostream& os, const Event& e) {
   os << kind_name(e.kind) << "{conn=" << e.conn << " peer=" << e.peer() << " code=" << e.code << " ("
      << xxnet_strerror(e.code) << ")";
   if (e.kind == XXNET_EVENT_MESSAGE) os << " lane=" << e.lane << " msg_id=" << e.msg_id << " len=" << e.data.size();
-  if (e.kind == XXNET_EVENT_SEND_FAILED) os << " count=" << e.count << " total=" << e.total;
+  if (e.kind == XXNET_EVENT_SEND_FAILED) os << " count=" << e.count << " total=" << e.total << " sent=" << e.id;
+  if (e.kind == XXNET_EVENT_DELIVERED || e.kind == XXNET_EVENT_EXPIRED || e.kind == XXNET_EVENT_TIMER)
+    os << " id=" << e.id;
+  if (e.kind == XXNET_EVENT_LINK_UP) os << " resent=" << e.count;
   if (e.kind == XXNET_EVENT_CONNECTED) os << " initiated=" << e.id;
   return os << "}";
 }
@@ -119,6 +130,15 @@ inline xxnet_config default_config() {
   xxnet_config c;
   std::memset(&c, 0, sizeof c);
   xxnet_config_default(&c);
+  return c;
+}
+
+/// Defaults, except that a session gives up at its first failed connect
+/// (reconnect_give_up_ms 0): CONNECT_FAILED is followed at once by the
+/// SEND_FAILED of what it held, instead of retrying for 30 s.
+inline xxnet_config no_retry_config() {
+  xxnet_config c = default_config();
+  c.reconnect_give_up_ms = 0;
   return c;
 }
 
@@ -546,7 +566,7 @@ inline std::string preface(uint16_t version = 1) {
   return s;
 }
 
-enum FrameType : uint8_t { kHello = 1, kHelloAck = 2, kData = 3, kPing = 4, kPong = 5, kGoaway = 6 };
+enum FrameType : uint8_t { kHello = 1, kHelloAck = 2, kData = 3, kPing = 4, kPong = 5, kGoaway = 6, kAck = 7 };
 
 inline std::string frame_header(uint32_t body_len, uint8_t type, uint8_t flags = 0, uint8_t lane = 0,
                                 uint32_t msg_id = 0, uint32_t seq = 0) {
@@ -598,6 +618,49 @@ inline int raw_handshake(uint16_t port) {
   }
   if (!ok) {
     ADD_FAILURE() << "no accepting preface+HELLO_ACK from the xxnet listener";
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/// Accepts one connection on listening socket `lfd` (within `timeout`) and
+/// answers its HELLO like an xxnet acceptor would (status 0, a session
+/// block that starts fresh, listening nowhere), then leaves the connection to
+/// the caller: a peer that speaks the handshake and nothing more (it never
+/// ACKs, never answers PINGs). Returns the fd, or -1 with a test failure.
+inline int raw_accept_handshake(int lfd, ms timeout = kWait) {
+  struct pollfd p = {lfd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) {
+    ADD_FAILURE() << "no connection to accept";
+    return -1;
+  }
+  int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) {
+    ADD_FAILURE() << "accept: " << std::strerror(errno);
+    return -1;
+  }
+  std::string pre, hdr, body;
+  bool ok = recv_exact(fd, 8, pre) && pre == preface() && recv_exact(fd, 16, hdr) && hdr[4] == kHello;
+  const uint32_t len = ok ? static_cast<uint32_t>(get_le(hdr, 0, 4)) : 0;
+  ok = ok && len >= 48 && len < 4096 && recv_exact(fd, len, body);
+  if (!ok) {
+    ADD_FAILURE() << "no preface+HELLO from the xxnet connector";
+    ::close(fd);
+    return -1;
+  }
+  const uint64_t their_send_id = get_le(body, 16, 8);
+  std::string ack;
+  ack.push_back('\0');                   // status: accepted
+  put_le(ack, 0xA11CEull, 8);            // instance
+  put_le(ack, 0, 8);                     // abandoned_nonce
+  put_le(ack, 0x5E55107ull, 8);          // sync.send_id (ours, nonzero)
+  put_le(ack, their_send_id, 8);         // sync.recv_id: we track their numbering...
+  ack.append(16, '\0');                  // ...and delivered nothing yet
+  put_le(ack, 0, 2);                     // listen_port: nowhere
+  ack.push_back('\0');                   // ip_len
+  if (!send_all(fd, preface() + frame(kHelloAck, ack))) {
+    ADD_FAILURE() << "sending HELLO_ACK failed";
     ::close(fd);
     return -1;
   }

@@ -10,6 +10,9 @@
 // within 10 s.
 #include <xxnet.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -101,6 +104,14 @@ void print_stats(const Node& n) {
               s.accepted_connections, s.protocol_errors, s.send_failed_msgs);
 }
 
+// Watchdog: the demo must end even if a library call never returns.
+void on_alarm(int) {
+  const char msg[] = "demo FAILED: still running after 30 s (a library call did not return)\n";
+  ssize_t ignored = write(STDOUT_FILENO, msg, sizeof msg - 1);
+  (void)ignored;
+  _exit(3);
+}
+
 int check(int rc, const char* what) {
   if (rc != XXNET_OK) std::printf("%s failed: %s (%d)\n", what, xxnet_strerror(rc), rc);
   return rc;
@@ -109,6 +120,9 @@ int check(int rc, const char* what) {
 }  // namespace
 
 int main() {
+  signal(SIGALRM, on_alarm);
+  alarm(30);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // line by line, also into a pipe
   Node a{"A"}, b{"B"};
   a.ctx = xxnet_new(nullptr);
   b.ctx = xxnet_new(nullptr);

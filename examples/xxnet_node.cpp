@@ -28,6 +28,14 @@ volatile sig_atomic_t g_stop = 0;
 
 void on_signal(int) { g_stop = 1; }
 
+// Watchdog: armed for max-lifetime + 10 s, in case a library call never returns.
+void on_alarm(int) {
+  const char msg[] = "xxnet_node: watchdog: still running 10 s past max lifetime\n";
+  ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)ignored;
+  _exit(3);
+}
+
 const char* kind_name(uint32_t kind) {
   switch (kind) {
     case XXNET_EVENT_MESSAGE: return "MESSAGE";
@@ -93,6 +101,8 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGALRM, on_alarm);
+  alarm(static_cast<unsigned>(max_lifetime_s) + 10);
 
   xxnet_ctx* ctx = xxnet_new(nullptr);
   if (!ctx) {

@@ -564,7 +564,7 @@ struct xxnet_stats {
    */
   uint64_t connect_failures;
   /**
-   * Messages reported in SEND_FAILED events.
+   * Messages reported undelivered: counted in SEND_FAILED events, plus need-ack messages reported EXPIRED without being sent.
    */
   uint64_t send_failed_msgs;
   /**

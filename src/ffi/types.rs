@@ -254,7 +254,7 @@ pub struct xxnet_stats {
     pub refused_connections: u64,
     /// Outgoing connection attempts that failed.
     pub connect_failures: u64,
-    /// Messages reported in SEND_FAILED events.
+    /// Messages reported undelivered: counted in SEND_FAILED events, plus need-ack messages reported EXPIRED without being sent.
     pub send_failed_msgs: u64,
     /// Connections accepted from peers (including refused ones).
     pub accepted_connections: u64,

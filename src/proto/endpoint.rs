@@ -145,6 +145,9 @@ struct Link {
     last_send: Instant,
     /// Handshake deadline.
     deadline: Option<Instant>,
+    /// The reactor stopped reading it (the host's receive queue is full):
+    /// silence from the peer proves nothing meanwhile.
+    read_paused: bool,
     /// Listed in `Endpoint::flush`.
     flush_listed: bool,
     /// When the link's timer is scheduled.
@@ -515,6 +518,12 @@ impl Endpoint {
                     return;
                 }
                 let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+                if l.read_paused {
+                    // We are not reading: the peer may well be talking. Our
+                    // PINGs below still go out, so the peer hears from us.
+                    self.links[link].last_recv = now;
+                }
+                let l = &self.links[link];
                 if now >= l.last_recv + idle {
                     log::warn!(target: "xxnet::endpoint", "peer {} silent for {} ms: declaring it down", l.remote, self.cfg.idle_timeout_ms);
                     self.link_down(link, XXNET_E_IDLE_TIMEOUT, now);
@@ -786,6 +795,7 @@ impl Endpoint {
             last_recv: now,
             last_send: now,
             deadline: None,
+            read_paused: false,
             flush_listed: false,
             timer_at: None,
         })
@@ -859,6 +869,16 @@ impl Endpoint {
         let l = self.links.get_mut(link)?;
         let need = l.decoder.needed(&l.rbuf);
         Some((&mut l.rbuf, need))
+    }
+
+    /// The reactor stopped (`true`) or resumed reading `link` because of the
+    /// host's receive queue. While paused the idle timeout does not run on
+    /// this side (our PINGs keep going out, so the peer's does).
+    pub fn set_read_paused(&mut self, link: usize, paused: bool, now: Instant) {
+        if let Some(l) = self.links.get_mut(link) {
+            l.read_paused = paused;
+            l.last_recv = now;
+        }
     }
 
     /// False for links that are gone or connecting (nothing to read yet).

@@ -361,6 +361,7 @@ impl Reactor {
             if let Some(s) = self.sock(link) {
                 s.read_paused = true;
             }
+            self.ep.set_read_paused(link, true, now);
             self.paused.push(link);
             self.link
                 .shared
@@ -418,6 +419,7 @@ impl Reactor {
         for link in std::mem::take(&mut self.paused) {
             if let Some(s) = self.sock(link) {
                 s.read_paused = false;
+                self.ep.set_read_paused(link, false, now);
                 self.read(link, now);
             }
         }
@@ -580,15 +582,6 @@ impl Reactor {
                 }
             });
         }
-        if !self.events.is_empty() {
-            shared
-                .recv_queued
-                .fetch_add(self.events_bytes, Ordering::SeqCst);
-            self.events_bytes = 0;
-            let batch = std::mem::take(&mut self.events);
-            // The host may be gone during shutdown; nothing to do then.
-            let _ = self.link.events.send(batch);
-        }
         let c = self.ep.counters();
         let s = &shared.stats;
         let set = |a: &std::sync::atomic::AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
@@ -610,5 +603,17 @@ impl Reactor {
         let (held_msgs, held_bytes) = self.ep.backlog();
         set(&s.queued_msgs, held_msgs);
         set(&s.queued_bytes, held_bytes);
+        // Events go last: the counters are stored before the batch is sent
+        // (a release), so a host that polls an event and then reads the
+        // stats sees counters at least as new as the event.
+        if !self.events.is_empty() {
+            shared
+                .recv_queued
+                .fetch_add(self.events_bytes, Ordering::SeqCst);
+            self.events_bytes = 0;
+            let batch = std::mem::take(&mut self.events);
+            // The host may be gone during shutdown; nothing to do then.
+            let _ = self.link.events.send(batch);
+        }
     }
 }
