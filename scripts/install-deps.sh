@@ -12,7 +12,14 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v luajit >/dev/null 2>&1 || missing+=(luajit)
-if [ ! -f /usr/include/gtest/gtest.h ] || ! ls /usr/lib/*/cmake/GTest/GTestConfig.cmake /usr/lib/cmake/GTest/GTestConfig.cmake >/dev/null 2>&1; then
+gtest_config_found() {
+  local f
+  for f in /usr/lib/*/cmake/GTest/GTestConfig.cmake /usr/lib/cmake/GTest/GTestConfig.cmake; do
+    [ -f "$f" ] && return 0
+  done
+  return 1
+}
+if [ ! -f /usr/include/gtest/gtest.h ] || ! gtest_config_found; then
   missing+=(libgtest-dev)
 fi
 
