@@ -137,21 +137,49 @@ pub extern "C" fn xxnet_send_ex(
     len: usize,
     opts: *const xxnet_send_opts,
 ) -> c_int {
-    guard_code(|| {
-        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
-        let ip = unsafe { read_ip(ip) }?;
-        if port == 0 {
-            return Err(XXNET_E_INVALID_ARG);
-        }
-        let data = unsafe { read_bytes(data, len) }?;
-        let opts = unsafe { opts.as_ref() }
-            .copied()
-            .unwrap_or_default()
-            .to_opts()?;
-        ctx.inner
-            .send(Dest::Addr(SocketAddr::new(ip, port)), opts, data, false)
-            .map(|_| ())
-    })
+    guard_code(|| send_to_addr(ctx, ip, port, data, len, opts, false).map(|_| ()))
+}
+
+/// The argument checks of every send by address; returns the need-ack id (or 0).
+fn send_to_addr(
+    ctx: *mut xxnet_ctx,
+    ip: *const c_char,
+    port: u16,
+    data: *const u8,
+    len: usize,
+    opts: *const xxnet_send_opts,
+    need_ack: bool,
+) -> Result<u64, c_int> {
+    let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+    let ip = unsafe { read_ip(ip) }?;
+    if port == 0 {
+        return Err(XXNET_E_INVALID_ARG);
+    }
+    let data = unsafe { read_bytes(data, len) }?;
+    let opts = unsafe { opts.as_ref() }
+        .copied()
+        .unwrap_or_default()
+        .to_opts()?;
+    ctx.inner
+        .send(Dest::Addr(SocketAddr::new(ip, port)), opts, data, need_ack)
+}
+
+/// The argument checks of every send by connection; returns the need-ack id (or 0).
+fn send_to_conn(
+    ctx: *mut xxnet_ctx,
+    conn: u64,
+    data: *const u8,
+    len: usize,
+    opts: *const xxnet_send_opts,
+    need_ack: bool,
+) -> Result<u64, c_int> {
+    let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+    let data = unsafe { read_bytes(data, len) }?;
+    let opts = unsafe { opts.as_ref() }
+        .copied()
+        .unwrap_or_default()
+        .to_opts()?;
+    ctx.inner.send(Dest::Conn(conn), opts, data, need_ack)
 }
 
 /// Copies `len` bytes and queues one message (lane 0, msg_id 0) on a known
@@ -177,17 +205,7 @@ pub extern "C" fn xxnet_send_conn_ex(
     len: usize,
     opts: *const xxnet_send_opts,
 ) -> c_int {
-    guard_code(|| {
-        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
-        let data = unsafe { read_bytes(data, len) }?;
-        let opts = unsafe { opts.as_ref() }
-            .copied()
-            .unwrap_or_default()
-            .to_opts()?;
-        ctx.inner
-            .send(Dest::Conn(conn), opts, data, false)
-            .map(|_| ())
-    })
+    guard_code(|| send_to_conn(ctx, conn, data, len, opts, false).map(|_| ()))
 }
 
 /// Like `xxnet_send_ex`, and the host learns the message's fate: exactly one
@@ -206,20 +224,8 @@ pub extern "C" fn xxnet_send_need_ack(
     out_id: *mut u64,
 ) -> c_int {
     guard_code(|| {
-        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
         let out_id = unsafe { out_id.as_mut() }.ok_or(XXNET_E_NULL_POINTER)?;
-        let ip = unsafe { read_ip(ip) }?;
-        if port == 0 {
-            return Err(XXNET_E_INVALID_ARG);
-        }
-        let data = unsafe { read_bytes(data, len) }?;
-        let opts = unsafe { opts.as_ref() }
-            .copied()
-            .unwrap_or_default()
-            .to_opts()?;
-        *out_id = ctx
-            .inner
-            .send(Dest::Addr(SocketAddr::new(ip, port)), opts, data, true)?;
+        *out_id = send_to_addr(ctx, ip, port, data, len, opts, true)?;
         Ok(())
     })
 }
@@ -235,14 +241,8 @@ pub extern "C" fn xxnet_send_conn_need_ack(
     out_id: *mut u64,
 ) -> c_int {
     guard_code(|| {
-        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
         let out_id = unsafe { out_id.as_mut() }.ok_or(XXNET_E_NULL_POINTER)?;
-        let data = unsafe { read_bytes(data, len) }?;
-        let opts = unsafe { opts.as_ref() }
-            .copied()
-            .unwrap_or_default()
-            .to_opts()?;
-        *out_id = ctx.inner.send(Dest::Conn(conn), opts, data, true)?;
+        *out_id = send_to_conn(ctx, conn, data, len, opts, true)?;
         Ok(())
     })
 }
