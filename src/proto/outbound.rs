@@ -288,10 +288,13 @@ impl OutMsg {
 
 #[derive(Debug)]
 struct Lane {
-    /// Not completely encoded yet; the head may be partly encoded (`sent`).
-    queue: VecDeque<OutMsg>,
-    /// Completely encoded, waiting for the peer's acknowledgement.
-    inflight: VecDeque<OutMsg>,
+    /// Held messages in order: `msgs[..unsent]` are completely encoded and
+    /// wait for the peer's acknowledgement (in flight); `msgs[unsent..]` are
+    /// queued, the first of them possibly partly encoded (`sent`). A message
+    /// stays in place when it completes: only `unsent` moves.
+    msgs: VecDeque<OutMsg>,
+    /// Number of in-flight messages at the front of `msgs`.
+    unsent: usize,
     /// Seq the next message to start encoding gets.
     next_seq: u32,
     /// Payload bytes of the head message already encoded (multi-part only).
@@ -301,11 +304,27 @@ struct Lane {
 impl Default for Lane {
     fn default() -> Self {
         Lane {
-            queue: VecDeque::new(),
-            inflight: VecDeque::new(),
+            msgs: VecDeque::new(),
+            unsent: 0,
             next_seq: 1,
             sent: 0,
         }
+    }
+}
+
+impl Lane {
+    /// Drops cancelled messages at the head of the queued part; true if a queued message remains.
+    fn skip_cancelled(&mut self) -> bool {
+        while self.msgs.get(self.unsent).is_some_and(|m| m.cancelled) {
+            // Cancellation is rare: removing from the middle is fine.
+            self.msgs.remove(self.unsent);
+        }
+        self.unsent < self.msgs.len()
+    }
+
+    /// The first queued message.
+    fn head(&self) -> Option<&OutMsg> {
+        self.msgs.get(self.unsent)
     }
 }
 
@@ -383,7 +402,7 @@ impl Outbound {
         );
         self.queued_msgs += 1;
         self.queued_bytes += payload.len();
-        self.lanes[lane as usize].queue.push_back(OutMsg {
+        self.lanes[lane as usize].msgs.push_back(OutMsg {
             msg_id,
             seq: 0,
             payload,
@@ -427,7 +446,7 @@ impl Outbound {
     pub fn oldest_inflight(&self) -> Option<Instant> {
         self.lanes
             .iter()
-            .filter_map(|l| l.inflight.front().and_then(|m| m.sent_at))
+            .filter_map(|l| l.msgs.front().filter(|_| l.unsent > 0).and_then(|m| m.sent_at))
             .min()
     }
 
@@ -435,7 +454,7 @@ impl Outbound {
     pub fn lane_queued_msgs(&self, lane: u8) -> usize {
         self.lanes
             .get(lane as usize)
-            .map_or(0, |l| l.queue.iter().filter(|m| !m.cancelled).count())
+            .map_or(0, |l| l.msgs.range(l.unsent..).filter(|m| !m.cancelled).count())
     }
 
     /// Encodes DATA frames into `out`, interleaving lanes, until `out.len() >= limit` or nothing is left.
@@ -452,13 +471,7 @@ impl Outbound {
         while out.len() < limit && self.queued_msgs > 0 {
             let lane = (0..FrameHeader::LANES)
                 .map(|i| (self.next_lane + i) % FrameHeader::LANES)
-                .find(|&l| {
-                    let q = &mut self.lanes[l].queue;
-                    while q.front().is_some_and(|m| m.cancelled) {
-                        q.pop_front();
-                    }
-                    !q.is_empty()
-                })
+                .find(|&l| self.lanes[l].skip_cancelled())
                 .expect("a lane with data");
             self.turn(lane, out, limit, now, &mut stats);
             self.next_lane = (lane + 1) % FrameHeader::LANES;
@@ -469,7 +482,7 @@ impl Outbound {
     /// Gives the head message its sequence number if it has none yet.
     fn number_head(lane: &mut Lane) {
         let next = lane.next_seq;
-        let m = lane.queue.front_mut().expect("non-empty lane");
+        let m = &mut lane.msgs[lane.unsent];
         if m.seq == 0 {
             m.seq = next;
             lane.next_seq = FrameHeader::next_seq(next);
@@ -479,13 +492,14 @@ impl Outbound {
     /// Moves the completely encoded head message to the in-flight list.
     fn complete_head(&mut self, lane_no: usize, now: Option<Instant>) {
         let lane = &mut self.lanes[lane_no];
-        let mut m = lane.queue.pop_front().expect("head message");
+        let m = &mut lane.msgs[lane.unsent];
         m.sent_at = now;
+        let len = m.payload.len();
+        lane.unsent += 1;
         lane.sent = 0;
         self.queued_msgs -= 1;
         self.inflight_msgs += 1;
-        self.inflight_bytes += m.payload.len();
-        lane.inflight.push_back(m);
+        self.inflight_bytes += len;
     }
 
     /// One lane's turn: one part of a large message, or a run of small ones.
@@ -500,7 +514,7 @@ impl Outbound {
         let frag = self.fragment;
         let lane = &mut self.lanes[lane_no];
         Self::number_head(lane);
-        let m = lane.queue.front().expect("non-empty lane");
+        let m = lane.head().expect("non-empty lane");
         let total = m.payload.len();
         if total > frag {
             // One part of a multi-part message.
@@ -546,10 +560,10 @@ impl Outbound {
         let mut used = 0;
         loop {
             let lane = &mut self.lanes[lane_no];
-            while lane.queue.front().is_some_and(|m| m.cancelled) {
-                lane.queue.pop_front();
+            if !lane.skip_cancelled() {
+                break;
             }
-            let Some(m) = lane.queue.front() else { break };
+            let Some(m) = lane.head() else { break };
             let len = m.payload.len();
             if len > frag
                 || (used > 0 && (used + FrameHeader::LEN + len > frag || out.len() >= limit))
@@ -557,7 +571,7 @@ impl Outbound {
                 break;
             }
             Self::number_head(lane);
-            let m = lane.queue.front().expect("head message");
+            let m = lane.head().expect("head message");
             let h = FrameHeader::data(
                 len as u32,
                 FrameHeader::FIRST | FrameHeader::LAST,
@@ -583,11 +597,13 @@ impl Outbound {
         let Some(l) = self.lanes.get_mut(lane as usize) else {
             return st;
         };
-        while let Some(m) = l.inflight.front() {
+        while l.unsent > 0 {
+            let m = l.msgs.front().expect("in-flight message");
             if upto == 0 || !seq_le(m.seq, upto) {
                 break;
             }
-            let m = l.inflight.pop_front().expect("front exists");
+            let m = l.msgs.pop_front().expect("front exists");
+            l.unsent -= 1;
             self.inflight_msgs -= 1;
             self.inflight_bytes -= m.payload.len();
             st.msgs += 1;
@@ -608,15 +624,15 @@ impl Outbound {
                 lane.sent = 0;
                 n += 1;
             }
-            while let Some(mut m) = lane.inflight.pop_back() {
+            for m in lane.msgs.range_mut(..lane.unsent) {
                 m.sent_at = None;
                 self.inflight_msgs -= 1;
                 self.inflight_bytes -= m.payload.len();
                 self.queued_msgs += 1;
                 self.queued_bytes += m.payload.len();
-                lane.queue.push_front(m);
                 n += 1;
             }
+            lane.unsent = 0;
         }
         n
     }
@@ -634,7 +650,8 @@ impl Outbound {
             return (Cancel::NotFound, None);
         };
         let partial = l.sent > 0;
-        for (i, m) in l.queue.iter_mut().enumerate() {
+        let unsent = l.unsent;
+        for (i, m) in l.msgs.range_mut(unsent..).enumerate() {
             if m.tag.track == track && !m.cancelled {
                 if m.seq != 0 || (i == 0 && partial) {
                     return (Cancel::AlreadySent, None);
@@ -645,7 +662,7 @@ impl Outbound {
                 return (Cancel::Removed, Some(m.info(lane_no)));
             }
         }
-        if l.inflight.iter().any(|m| m.tag.track == track) {
+        if l.msgs.range(..l.unsent).any(|m| m.tag.track == track) {
             return (Cancel::AlreadySent, None);
         }
         (Cancel::NotFound, None)
@@ -657,8 +674,8 @@ impl Outbound {
     pub fn drain_with(&mut self, mut f: impl FnMut(MsgInfo)) -> DrainSummary {
         let mut s = DrainSummary::default();
         for (i, lane) in self.lanes.iter_mut().enumerate() {
-            let all = lane.inflight.drain(..).chain(lane.queue.drain(..));
-            for m in all.filter(|m| !m.cancelled) {
+            lane.unsent = 0;
+            for m in lane.msgs.drain(..).filter(|m| !m.cancelled) {
                 if s.first.is_none() {
                     s.first = Some((i as u8, m.msg_id));
                 }
