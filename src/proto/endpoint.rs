@@ -1480,6 +1480,10 @@ impl Endpoint {
         });
         for ev in evs.drain(..) {
             match ev {
+                SessionEvent::AckedRun { acct, msgs, bytes } => {
+                    self.counters.msgs_acked += msgs;
+                    self.release(acct, bytes);
+                }
                 SessionEvent::Acked { info, report } => {
                     self.counters.msgs_acked += 1;
                     self.release(info.tag.acct, info.len as u64);

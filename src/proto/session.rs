@@ -24,6 +24,9 @@ const LANES: usize = FrameHeader::LANES;
 pub enum SessionEvent {
     /// The peer acknowledged the message; `report`: it is a need-ack message not yet resolved (emit DELIVERED).
     Acked { info: MsgInfo, report: bool },
+    /// A run of acknowledged untracked messages charged to one account:
+    /// nothing to report but counters and the account's release.
+    AckedRun { acct: u32, msgs: u64, bytes: u64 },
     /// The message left the session undelivered (the session ended); `report`
     /// says how it is reported: as part of a SEND_FAILED count, as EXPIRED
     /// (need-ack), or not at all (a need-ack message already resolved).
@@ -273,7 +276,23 @@ impl Session {
         let acked = &mut self.acked[lane as usize];
         self.out.ack(lane, upto, |info| {
             *acked = info.seq;
-            let report = info.tag.track != 0 && tracked.remove(&info.tag.track).is_some();
+            if info.tag.track == 0 {
+                // The common case: fold into the previous run of the same account.
+                if let Some(SessionEvent::AckedRun { acct, msgs, bytes }) = out.last_mut() {
+                    if *acct == info.tag.acct {
+                        *msgs += 1;
+                        *bytes += info.len as u64;
+                        return;
+                    }
+                }
+                out.push(SessionEvent::AckedRun {
+                    acct: info.tag.acct,
+                    msgs: 1,
+                    bytes: info.len as u64,
+                });
+                return;
+            }
+            let report = tracked.remove(&info.tag.track).is_some();
             out.push(SessionEvent::Acked { info, report });
         });
     }
@@ -373,8 +392,12 @@ mod tests {
         );
         assert_eq!(
             ev.iter()
-                .filter(|e| matches!(e, SessionEvent::Acked { .. }))
-                .count(),
+                .map(|e| match e {
+                    SessionEvent::Acked { .. } => 1,
+                    SessionEvent::AckedRun { msgs, .. } => *msgs,
+                    _ => 0,
+                })
+                .sum::<u64>(),
             3
         );
         let mut w = WriteBuf::new();
