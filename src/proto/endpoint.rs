@@ -958,7 +958,7 @@ impl Endpoint {
                         Err(e) => return Err(self.protocol_error(link, e)),
                     }
                     let len = msg.payload.len();
-                    p.session.owe_ack(len, now, ACK_DELAY);
+                    let rearm = p.session.owe_ack(len, now, ACK_DELAY);
                     self.counters.msgs_in += 1;
                     self.counters.bytes_in += len as u64;
                     self.events.push(Event {
@@ -970,7 +970,9 @@ impl Endpoint {
                         data: msg.payload,
                         ..Event::default()
                     });
-                    self.arm_peer(pid);
+                    if rearm {
+                        self.arm_peer(pid);
+                    }
                 }
                 (LinkState::Established, FrameType::Ack) => {
                     let pid = l.peer.expect("established link has a peer");

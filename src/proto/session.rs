@@ -239,7 +239,8 @@ impl Session {
     }
 
     /// Notes a delivered message: an ACK is owed, at once past a threshold, else within `delay`.
-    pub fn owe_ack(&mut self, bytes: usize, now: Instant, delay: Duration) {
+    /// Returns true when the ACK's due time moved earlier (the caller re-arms its timer only then).
+    pub fn owe_ack(&mut self, bytes: usize, now: Instant, delay: Duration) -> bool {
         self.owed_msgs += 1;
         self.owed_bytes += bytes;
         let due = if self.owed_msgs >= ACK_EVERY_MSGS || self.owed_bytes >= ACK_EVERY_BYTES {
@@ -247,7 +248,13 @@ impl Session {
         } else {
             now + delay
         };
-        self.ack_due = Some(self.ack_due.map_or(due, |d| d.min(due)));
+        match self.ack_due {
+            Some(d) if d <= due => false,
+            _ => {
+                self.ack_due = Some(due);
+                true
+            }
+        }
     }
 
     /// When an owed ACK must be sent.
