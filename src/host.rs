@@ -8,7 +8,6 @@ use crate::bridge::{self, Account, Command, HostLink, Outgoing};
 pub use crate::bridge::{Dest, Event, PeerSnapshot};
 use crate::codes::*;
 use crate::config::Config;
-use crate::proto::MsgTag;
 use crate::reactor;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -199,30 +198,37 @@ impl Context {
             }
             _ => {}
         }
-        let (acct_id, acct) = self.account(&mut st, dest)?;
+        let acct_id = self.account(&mut st, dest)?;
         let len = data.len() as u64;
-        let outstanding = acct.bytes.load(Ordering::SeqCst);
-        if outstanding > 0 && outstanding + len > self.high_water {
-            acct.blocked.store(true, Ordering::SeqCst);
-            // The reactor may have released everything between our load and
-            // the store: then no WRITABLE would come from it; owe it here.
-            if acct.bytes.load(Ordering::SeqCst) <= self.low_water
-                && acct.blocked.swap(false, Ordering::SeqCst)
-            {
-                st.pending
-                    .push_back(writable_event(dest, acct.bytes.load(Ordering::SeqCst)));
+        // Borrow the cached account (no Arc clone per send).
+        let refused = {
+            let acct: &Account = &st.last_account.as_ref().expect("set by account()").2;
+            let outstanding = acct.bytes.load(Ordering::SeqCst);
+            if outstanding > 0 && outstanding + len > self.high_water {
+                acct.blocked.store(true, Ordering::SeqCst);
+                // The reactor may have released everything between our load and
+                // the store: then no WRITABLE would come from it; owe it here.
+                let owed = (acct.bytes.load(Ordering::SeqCst) <= self.low_water
+                    && acct.blocked.swap(false, Ordering::SeqCst))
+                .then(|| acct.bytes.load(Ordering::SeqCst));
+                Some(owed)
+            } else {
+                acct.bytes.fetch_add(len, Ordering::SeqCst);
+                None
+            }
+        };
+        if let Some(owed) = refused {
+            if let Some(outstanding) = owed {
+                st.pending.push_back(writable_event(dest, outstanding));
             }
             return Err(XXNET_E_WOULD_BLOCK);
         }
-        acct.bytes.fetch_add(len, Ordering::SeqCst);
         let track = if need_ack {
             st.next_track += 1;
             st.next_track
         } else {
             0
         };
-        let deadline = (need_ack && opts.ack_timeout_ms > 0)
-            .then(|| Instant::now() + Duration::from_millis(opts.ack_timeout_ms as u64));
         let payload = st.copy_payload(data);
         drop(st);
         self.submit(Command::Send(Outgoing {
@@ -230,20 +236,19 @@ impl Context {
             lane: opts.lane,
             msg_id: opts.msg_id,
             data: payload,
-            tag: MsgTag {
-                track,
-                acct: acct_id,
-            },
-            deadline,
+            track,
+            acct: acct_id,
+            ack_timeout_ms: if need_ack { opts.ack_timeout_ms } else { 0 },
         }))?;
         Ok(track)
     }
 
     /// The backlog account of `dest`, opened (and announced to the reactor) on first use.
-    fn account(&self, st: &mut HostState, dest: Dest) -> Result<(u32, Arc<Account>), c_int> {
-        if let Some((d, id, a)) = &st.last_account {
+    /// Leaves it in `st.last_account`.
+    fn account(&self, st: &mut HostState, dest: Dest) -> Result<u32, c_int> {
+        if let Some((d, id, _)) = &st.last_account {
             if *d == dest {
-                return Ok((*id, a.clone()));
+                return Ok(*id);
             }
         }
         let (id, acct) = match st.accounts.get(&dest) {
@@ -264,8 +269,8 @@ impl Context {
                 (id, account)
             }
         };
-        st.last_account = Some((dest, id, acct.clone()));
-        Ok((id, acct))
+        st.last_account = Some((dest, id, acct));
+        Ok(id)
     }
 
     /// The latest state of session `conn`.
