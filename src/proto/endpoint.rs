@@ -233,6 +233,8 @@ pub struct Endpoint {
     /// Sessions whose snapshot changed; ended sessions as (conn, None).
     snapshots: Vec<(u64, Option<usize>)>,
     scratch: Vec<SessionEvent>,
+    /// Payload bytes of the MESSAGE events in `events`.
+    event_bytes: usize,
     counters: Counters,
     last_dest: Option<(SocketAddr, usize)>,
     shutting_down: bool,
@@ -262,6 +264,7 @@ impl Endpoint {
             releases: Vec::new(),
             snapshots: Vec::new(),
             scratch: Vec::new(),
+            event_bytes: 0,
             counters: Counters::default(),
             last_dest: None,
             shutting_down: false,
@@ -319,7 +322,19 @@ impl Endpoint {
 
     /// Moves the pending host events into `into`.
     pub fn take_events(&mut self, into: &mut Vec<Event>) {
-        into.append(&mut self.events);
+        self.event_bytes = 0;
+        if into.is_empty() {
+            // Hand the whole buffer over (no copy of 112-byte events); keep
+            // the caller's spare allocation for the next events.
+            std::mem::swap(into, &mut self.events);
+        } else {
+            into.append(&mut self.events);
+        }
+    }
+
+    /// Payload bytes of the MESSAGE events not yet taken.
+    pub fn event_bytes(&self) -> usize {
+        self.event_bytes
     }
 
     /// Bytes released per backlog account since the last call.
@@ -970,6 +985,7 @@ impl Endpoint {
                     let rearm = p.session.owe_ack(len, now, ACK_DELAY);
                     self.counters.msgs_in += 1;
                     self.counters.bytes_in += len as u64;
+                    self.event_bytes += len;
                     self.events.push(Event {
                         kind: XXNET_EVENT_MESSAGE,
                         conn: p.id,

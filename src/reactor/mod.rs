@@ -346,7 +346,8 @@ impl Reactor {
 
     /// Received bytes the host holds, plus this turn's not yet published, exceed `limit`.
     fn recv_over(&self, limit: usize) -> bool {
-        self.link.shared.recv_queued.load(Ordering::SeqCst) + self.events_bytes > limit
+        self.link.shared.recv_queued.load(Ordering::SeqCst) + self.events_bytes + self.ep.event_bytes()
+            > limit
     }
 
     fn read(&mut self, link: usize, now: Instant) {
@@ -380,8 +381,9 @@ impl Reactor {
             match s.read_into(buf, need, READ_BUDGET - total) {
                 Ok(ReadOutcome::Data(n)) => {
                     total += n;
+                    // Events stay in the endpoint until `publish` (one move per turn);
+                    // `recv_over` counts their bytes through `ep.event_bytes()`.
                     self.ep.on_read(link, now);
-                    self.collect_events();
                     if total >= READ_BUDGET {
                         self.read_again.push(link);
                         break;
@@ -611,7 +613,9 @@ impl Reactor {
                 .recv_queued
                 .fetch_add(self.events_bytes, Ordering::SeqCst);
             self.events_bytes = 0;
-            let batch = std::mem::take(&mut self.events);
+            // The next turn's buffer starts at this turn's size (no regrowth by doubling).
+            let hint = self.events.len();
+            let batch = std::mem::replace(&mut self.events, Vec::with_capacity(hint));
             // The host may be gone during shutdown; nothing to do then.
             let _ = self.link.events.send(batch);
         }
