@@ -174,6 +174,7 @@ impl FrameHeader {
     /// a non-DATA frame with a lane, msg_id or seq other than 0, a DATA frame
     /// with seq 0. The minimum body size is not checked here (see
     /// [`FrameHeader::min_body`]; the decoder checks it).
+    #[inline]
     pub fn parse(b: &[u8; 16]) -> Result<FrameHeader, ProtoError> {
         let body_len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         if body_len > FrameHeader::MAX_BODY {
