@@ -53,7 +53,6 @@ use xxnet::codes::*;
 use xxnet::config::Config;
 use xxnet::proto::endpoint::{Action, Counters, Dest, Endpoint, Outgoing};
 use xxnet::proto::event::Event;
-use xxnet::proto::MsgTag;
 
 // ----- logging --------------------------------------------------------------------
 
@@ -845,7 +844,7 @@ impl Sim {
         let (data, msg_id, id) =
             self.ledger
                 .record_send((src, dst, lane), epoch, len, track.is_some(), at);
-        let deadline = track.flatten().map(|d| self.now + d);
+        let ack_timeout_ms = track.flatten().map_or(0, |d| d.as_millis() as u32);
         let node = &mut self.nodes[src];
         node.charged += data.len() as u64;
         node.ep.send(
@@ -854,11 +853,9 @@ impl Sim {
                 lane,
                 msg_id,
                 data,
-                tag: MsgTag {
-                    track: id,
-                    acct: dst as u32 + 1,
-                },
-                deadline,
+                track: id,
+                acct: dst as u32 + 1,
+                ack_timeout_ms,
             },
             self.now,
         );

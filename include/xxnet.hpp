@@ -1,0 +1,620 @@
+// xxnet.hpp: a header-only C++17 wrapper over the C ABI in xxnet.h.
+//
+//   xxnet::Context server;                       // throws xxnet::Error on failure
+//   uint16_t port = server.listen("127.0.0.1");  // port 0: pick one
+//   server.route(7, [&](const xxnet::Event& e) {
+//     auto r = server.send_conn(e.conn(), e.data(), {e.lane(), e.msg_id()});  // echo
+//     if (r.would_block()) { /* keep it and retry on Kind::Writable */ }
+//   });
+//   for (;;) server.dispatch(256, 100);          // run handlers, wait up to 100 ms
+//
+// Error policy
+//   * Throws xxnet::Error (a std::runtime_error carrying the XXNET_E_* code):
+//     creating a Context (bad config, ABI mismatch), listen(), timer(),
+//     stats(), set_log_handler(), and poll()/dispatch() called from inside a
+//     handler (XXNET_E_REENTRANT). These are setup or programming errors.
+//   * Returns a [[nodiscard]] Result (ok(), code(), would_block(), message(),
+//     error_code(), check() to throw instead): every send, close() and
+//     set_user_data(). Their failures are ordinary flow in a game server:
+//     XXNET_E_WOULD_BLOCK is back-pressure (wait for Kind::Writable), and
+//     XXNET_E_UNKNOWN_CONN is a peer that just left.
+//   * conn_info() returns std::optional (empty for an unknown connection).
+//
+// Handlers and dispatch
+//   on(), route(), route_default() and timer() take any callable. They run
+//   only inside dispatch() (or handle()), on the calling thread, and are
+//   implemented in C++ on top of xxnet_poll_recv — xxnet_on/xxnet_dispatch
+//   are not used — so handlers may throw: the exception leaves dispatch(),
+//   and the events after the throwing one stay pending; the next dispatch()
+//   or poll() delivers them first, payloads intact (no poll happened). A
+//   handler may call anything on its context (send, close, on, route, timer,
+//   cancel, even replace or remove itself) except poll()/dispatch() (throws
+//   Error(XXNET_E_REENTRANT)) and destroying or moving the Context.
+//   MESSAGE events go to their route, else the default route, else the
+//   on(Kind::Message) handler, else are dropped, as with xxnet_dispatch.
+//
+// Lifetimes and threads
+//   Event::data() (and Events returned by poll()) are borrowed: valid until
+//   the next poll()/dispatch() on the context or its destruction. Copy what
+//   you keep (std::string(e.data())). Event::peer_ip() lives in the Event.
+//   A Context belongs to one thread at a time; it is not thread-safe.
+//   Handlers that capture the Context by reference must not outlive it, and
+//   the Context must not be moved while they are registered.
+#pragma once
+
+#include "xxnet.h"
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+static_assert(XXNET_ABI_VERSION == 1, "xxnet.hpp was written for ABI 1 of xxnet.h: review it before raising");
+
+namespace xxnet {
+
+using ConnId = uint64_t;   ///< A connection (session) id; never 0 for a real one.
+using TimerId = uint64_t;  ///< A timer id from Context::timer(); never 0.
+using Stats = xxnet_stats_t;
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// std::error_category for XXNET_E_* codes (message() is xxnet_strerror).
+class ErrorCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "xxnet"; }
+  std::string message(int code) const override { return xxnet_strerror(code); }
+};
+inline const std::error_category& category() noexcept {
+  static const ErrorCategory c;
+  return c;
+}
+
+/// Thrown by the calls listed in the error policy above.
+class Error : public std::runtime_error {
+ public:
+  /// what() is "<context>: <xxnet_strerror(code)> (<code>)".
+  Error(int code, const std::string& context)
+      : std::runtime_error(context + ": " + xxnet_strerror(code) + " (" + std::to_string(code) + ")"), code_(code) {}
+  int code() const noexcept { return code_; }                  ///< The XXNET_E_* code.
+  const char* text() const noexcept { return xxnet_strerror(code_); }  ///< xxnet_strerror(code()).
+  std::error_code error_code() const noexcept { return {code_, category()}; }
+
+ private:
+  int code_;
+};
+
+/// The outcome of a call whose failure is ordinary flow. [[nodiscard]]: a
+/// dropped Result is a compiler warning; write `(void)` to ignore one on purpose.
+class [[nodiscard]] Result {
+ public:
+  constexpr explicit Result(int code = XXNET_OK) noexcept : code_(code) {}
+  bool ok() const noexcept { return code_ == XXNET_OK; }
+  explicit operator bool() const noexcept { return ok(); }
+  int code() const noexcept { return code_; }
+  /// Back-pressure: nothing was queued; retry after a Kind::Writable event.
+  bool would_block() const noexcept { return code_ == XXNET_E_WOULD_BLOCK; }
+  const char* message() const noexcept { return xxnet_strerror(code_); }
+  std::error_code error_code() const noexcept { return ok() ? std::error_code() : std::error_code(code_, category()); }
+  /// Throws Error unless ok(): `ctx.send_conn(c, data).check();`
+  void check(const char* context = "xxnet") const {
+    if (!ok()) throw Error(code_, context);
+  }
+
+ private:
+  int code_;
+};
+using SendResult = Result;
+
+/// Result of a need-ack send: id() is matched by exactly one Kind::Delivered
+/// or Kind::Expired event (Event::id()).
+class [[nodiscard]] AckResult : public Result {
+ public:
+  constexpr AckResult(int code, uint64_t id) noexcept : Result(code), id_(code == XXNET_OK ? id : 0) {}
+  uint64_t id() const noexcept { return id_; }  ///< 0 unless ok().
+  /// Throws Error unless ok(); returns the id.
+  uint64_t check(const char* context = "xxnet") const {
+    Result::check(context);
+    return id_;
+  }
+
+ private:
+  uint64_t id_;
+};
+
+// ---------------------------------------------------------------------------
+// Version, ABI, logging
+// ---------------------------------------------------------------------------
+
+inline std::string_view version() noexcept { return xxnet_version(); }  ///< e.g. "0.1.0"
+inline bool abi_compatible() noexcept { return xxnet_abi_version() == XXNET_ABI_VERSION; }
+/// Throws Error(XXNET_E_INTERNAL) when the loaded library implements another
+/// ABI than this header. Every Context constructor calls it.
+inline void check_abi() {
+  if (!abi_compatible())
+    throw Error(XXNET_E_INTERNAL, "xxnet: the loaded libxxnet implements ABI " + std::to_string(xxnet_abi_version()) +
+                                      ", xxnet.h is ABI " + std::to_string(XXNET_ABI_VERSION));
+}
+
+/// level is XXNET_LOG_*; both strings are valid during the call only.
+using LogHandler = std::function<void(int level, std::string_view target, std::string_view message)>;
+
+namespace detail {
+struct LogSink {
+  LogHandler fn;
+};
+inline std::mutex& log_mutex() {
+  static std::mutex m;
+  return m;
+}
+// The installed sink; deliberately never freed at exit (reactor threads of
+// contexts still alive then may log), replaced ones are freed.
+inline LogSink*& log_sink() {
+  static LogSink* sink = nullptr;
+  return sink;
+}
+inline void log_trampoline(int level, const char* target, const char* message, void* user) noexcept {
+  try {  // an exception must not unwind into the library
+    static_cast<LogSink*>(user)->fn(level, target ? target : "", message ? message : "");
+  } catch (...) {
+  }
+}
+}  // namespace detail
+
+/// Routes xxnet's log lines (process-wide, all contexts) with level <=
+/// max_level to `fn`; an empty `fn` restores the default (stderr).
+/// THREAD-SAFETY: `fn` runs on whichever thread logs — usually a context's
+/// reactor thread, possibly several at once — so it must be thread-safe and
+/// quick, must not call into xxnet, and its exceptions are swallowed. Once
+/// set_log_handler() returns, the previous handler is no longer running and
+/// is destroyed (the library swaps handlers under a write lock). Throws
+/// Error(XXNET_E_INVALID_ARG) for a level outside XXNET_LOG_OFF..XXNET_LOG_TRACE.
+inline void set_log_handler(LogHandler fn, int max_level = XXNET_LOG_INFO) {
+  std::lock_guard<std::mutex> lock(detail::log_mutex());
+  auto fresh = fn ? std::make_unique<detail::LogSink>(detail::LogSink{std::move(fn)}) : nullptr;
+  int rc = xxnet_set_log_handler(fresh ? &detail::log_trampoline : nullptr, fresh.get(), max_level);
+  if (rc != XXNET_OK) throw Error(rc, "xxnet::set_log_handler");
+  delete std::exchange(detail::log_sink(), fresh.release());
+}
+
+// ---------------------------------------------------------------------------
+// Values: config, send options, events, connection info
+// ---------------------------------------------------------------------------
+
+/// Context settings, starting from xxnet_config_default; chain the setters:
+/// `xxnet::Context ctx(xxnet::Config().max_message_size(1 << 20).idle_timeout_ms(0));`
+/// Invalid values make the Context constructor throw Error(XXNET_E_INVALID_ARG).
+class Config {
+ public:
+  Config() noexcept {
+    std::memset(&c_, 0, sizeof c_);
+    xxnet_config_default(&c_);
+  }
+  explicit Config(const xxnet_config& raw) : c_(raw) {
+    if (raw.advertise_ip != nullptr) advertise_ip_ = raw.advertise_ip;
+  }
+  // One setter per xxnet_config field; see xxnet.h for meanings and defaults.
+  Config& max_connections(uint32_t v) noexcept { return set(c_.max_connections, v); }
+  Config& max_message_size(uint64_t v) noexcept { return set(c_.max_message_size, v); }
+  Config& fragment_size(uint32_t v) noexcept { return set(c_.fragment_size, v); }
+  Config& connect_timeout_ms(uint32_t v) noexcept { return set(c_.connect_timeout_ms, v); }
+  Config& handshake_timeout_ms(uint32_t v) noexcept { return set(c_.handshake_timeout_ms, v); }
+  Config& recv_queue_limit(uint64_t v) noexcept { return set(c_.recv_queue_limit, v); }
+  Config& reconnect_min_ms(uint32_t v) noexcept { return set(c_.reconnect_min_ms, v); }
+  Config& reconnect_max_ms(uint32_t v) noexcept { return set(c_.reconnect_max_ms, v); }
+  Config& reconnect_give_up_ms(uint32_t v) noexcept { return set(c_.reconnect_give_up_ms, v); }
+  Config& idle_timeout_ms(uint32_t v) noexcept { return set(c_.idle_timeout_ms, v); }
+  Config& send_high_water(uint64_t v) noexcept { return set(c_.send_high_water, v); }
+  Config& send_low_water(uint64_t v) noexcept { return set(c_.send_low_water, v); }
+  Config& ack_timeout_ms(uint32_t v) noexcept { return set(c_.ack_timeout_ms, v); }
+  Config& advertise_ip(std::optional<std::string> ip) {
+    advertise_ip_ = std::move(ip);
+    return *this;
+  }
+  /// The C struct; its advertise_ip points into *this (valid while it lives unchanged).
+  xxnet_config raw() const noexcept {
+    xxnet_config c = c_;
+    c.advertise_ip = advertise_ip_ ? advertise_ip_->c_str() : nullptr;
+    return c;
+  }
+
+ private:
+  template <class T>
+  Config& set(T& field, T v) noexcept {
+    field = v;
+    return *this;
+  }
+  xxnet_config c_;
+  std::optional<std::string> advertise_ip_;
+};
+
+/// Per-send options; an aggregate: `{lane, msg_id}` or `SendOptions{}.with_msg_id(7)`.
+struct SendOptions {
+  uint32_t lane = XXNET_LANE_DEFAULT;  ///< 0..XXNET_LANES-1; order is kept per lane.
+  uint32_t msg_id = 0;                 ///< Route id delivered with the message.
+  uint32_t ack_timeout_ms = 0;         ///< Need-ack sends only; 0: the config's ack_timeout_ms.
+  SendOptions& with_lane(uint32_t v) noexcept {
+    lane = v;
+    return *this;
+  }
+  SendOptions& with_msg_id(uint32_t v) noexcept {
+    msg_id = v;
+    return *this;
+  }
+  SendOptions& with_ack_timeout_ms(uint32_t v) noexcept {
+    ack_timeout_ms = v;
+    return *this;
+  }
+  xxnet_send_opts raw() const noexcept {
+    xxnet_send_opts o;
+    std::memset(&o, 0, sizeof o);
+    o.lane = lane;
+    o.msg_id = msg_id;
+    o.ack_timeout_ms = ack_timeout_ms;
+    return o;
+  }
+};
+
+/// XXNET_EVENT_* as an enum; see xxnet.h for which Event fields each kind fills.
+enum class Kind : uint32_t {
+  None = XXNET_EVENT_NONE,
+  Message = XXNET_EVENT_MESSAGE,
+  Connected = XXNET_EVENT_CONNECTED,
+  Disconnected = XXNET_EVENT_DISCONNECTED,
+  SendFailed = XXNET_EVENT_SEND_FAILED,
+  ConnectFailed = XXNET_EVENT_CONNECT_FAILED,
+  Error = XXNET_EVENT_ERROR,
+  Delivered = XXNET_EVENT_DELIVERED,
+  Expired = XXNET_EVENT_EXPIRED,
+  Writable = XXNET_EVENT_WRITABLE,
+  LinkDown = XXNET_EVENT_LINK_DOWN,
+  LinkUp = XXNET_EVENT_LINK_UP,
+  Timer = XXNET_EVENT_TIMER,
+};
+constexpr size_t kKindCount = XXNET_EVENT_TIMER + 1;
+
+inline const char* to_string(Kind k) noexcept {
+  static const char* const names[kKindCount] = {
+      "None",    "Message", "Connected", "Disconnected", "SendFailed", "ConnectFailed", "Error",
+      "Delivered", "Expired", "Writable", "LinkDown",     "LinkUp",     "Timer"};
+  auto i = static_cast<size_t>(k);
+  return i < kKindCount ? names[i] : "Unknown";
+}
+
+/// One event: a copy of the xxnet_event. Everything in it is owned by the
+/// Event except the payload, data(), which is borrowed (see the top comment).
+class Event {
+ public:
+  Event() noexcept { std::memset(&e_, 0, sizeof e_); }
+  explicit Event(const xxnet_event& e) noexcept : e_(e) { e_.peer_ip[sizeof e_.peer_ip - 1] = '\0'; }
+
+  Kind kind() const noexcept { return static_cast<Kind>(e_.kind); }
+  int code() const noexcept { return e_.code; }            ///< XXNET_OK or why (Disconnected, SendFailed...).
+  ConnId conn() const noexcept { return e_.conn; }
+  std::string_view peer_ip() const noexcept { return e_.peer_ip; }
+  uint16_t peer_port() const noexcept { return e_.peer_port; }
+  uint32_t lane() const noexcept { return e_.lane; }
+  uint32_t msg_id() const noexcept { return e_.msg_id; }
+  /// The payload of a Message; borrowed until the next poll()/dispatch().
+  std::string_view data() const noexcept {
+    return e_.data ? std::string_view(reinterpret_cast<const char*>(e_.data), e_.len) : std::string_view();
+  }
+  const uint8_t* bytes() const noexcept { return e_.data; }
+  size_t size() const noexcept { return e_.len; }
+  uint64_t id() const noexcept { return e_.id; }  ///< Need-ack id, timer id, Connected: 1 if we initiated.
+  uint64_t count() const noexcept { return e_.count; }
+  uint64_t total() const noexcept { return e_.total; }
+  uint64_t user_data() const noexcept { return e_.user_data; }
+  bool initiated() const noexcept { return kind() == Kind::Connected && e_.id == 1; }
+  std::string peer() const { return std::string(peer_ip()) + ":" + std::to_string(e_.peer_port); }
+  const xxnet_event& raw() const noexcept { return e_; }
+
+ private:
+  xxnet_event e_;
+};
+
+/// A batch of events returned by Context::poll(); valid until the next poll()/dispatch().
+class Events {
+ public:
+  Events() noexcept = default;
+  Events(const Event* b, const Event* e) noexcept : b_(b), e_(e) {}
+  const Event* begin() const noexcept { return b_; }
+  const Event* end() const noexcept { return e_; }
+  size_t size() const noexcept { return static_cast<size_t>(e_ - b_); }
+  bool empty() const noexcept { return b_ == e_; }
+  const Event& operator[](size_t i) const noexcept { return b_[i]; }
+
+ private:
+  const Event* b_ = nullptr;
+  const Event* e_ = nullptr;
+};
+
+enum class PeerState : uint32_t {
+  Connecting = XXNET_PEER_CONNECTING,
+  Connected = XXNET_PEER_CONNECTED,
+  Reconnecting = XXNET_PEER_RECONNECTING,
+};
+
+/// A session's state (xxnet_peer_info), from Context::conn_info().
+struct ConnInfo {
+  PeerState state;
+  uint32_t attempts;
+  uint64_t queued_msgs, queued_bytes, unacked_msgs, unacked_bytes, oldest_unacked_ms;
+  std::string peer_ip;
+  uint16_t peer_port;
+};
+
+// ---------------------------------------------------------------------------
+// Context
+// ---------------------------------------------------------------------------
+
+/// RAII owner of an xxnet_ctx (one reactor thread). Move-only; a moved-from
+/// Context is inert: valid() is false, sends return XXNET_E_NULL_POINTER,
+/// poll()/dispatch() return nothing, throwing calls throw that code.
+class Context {
+ public:
+  using Handler = std::function<void(const Event&)>;
+
+  /// Creates the context; throws Error (XXNET_E_INVALID_ARG for a bad config,
+  /// XXNET_E_INTERNAL otherwise, what() says why) or on an ABI mismatch.
+  explicit Context(const Config& cfg = Config()) { open(cfg.raw()); }
+  explicit Context(const xxnet_config& cfg) { open(cfg); }
+  Context(Context&&) noexcept = default;
+  Context& operator=(Context&&) noexcept = default;  // frees the context it held
+  ~Context() = default;                              // xxnet_free: joins the reactor thread
+
+  bool valid() const noexcept { return p_ != nullptr; }
+  explicit operator bool() const noexcept { return valid(); }
+  /// The C handle (nullptr when moved-from), to call the C API directly.
+  xxnet_ctx* native() const noexcept { return p_ ? p_->ctx : nullptr; }
+  /// Frees the context now; *this becomes inert.
+  void reset() noexcept { p_.reset(); }
+
+  /// Listens on a numeric IPv4/IPv6 address; port 0 picks one. Returns the bound port; throws Error.
+  uint16_t listen(std::string_view ip, uint16_t port = 0) {
+    CStr cip(ip);
+    uint16_t bound = 0;
+    int rc = cip.ok ? xxnet_listen(native(), cip.buf, port, &bound) : XXNET_E_INVALID_ARG;
+    if (rc != XXNET_OK) throw Error(rc, "xxnet::Context::listen(" + std::string(ip) + ":" + std::to_string(port) + ")");
+    return bound;
+  }
+
+  /// Queues a copy of `data` for the peer listening at ip:port (xxnet_send_ex).
+  SendResult send(std::string_view ip, uint16_t port, std::string_view data, const SendOptions& o = {}) {
+    CStr cip(ip);
+    const xxnet_send_opts so = o.raw();
+    return Result(cip.ok ? xxnet_send_ex(native(), cip.buf, port, bytes(data), data.size(), &so) : XXNET_E_INVALID_ARG);
+  }
+  /// Queues a copy of `data` on a known connection (xxnet_send_conn_ex).
+  SendResult send_conn(ConnId conn, std::string_view data, const SendOptions& o = {}) {
+    const xxnet_send_opts so = o.raw();
+    return Result(xxnet_send_conn_ex(native(), conn, bytes(data), data.size(), &so));
+  }
+  /// Like send(), and exactly one Delivered or Expired event with id() follows.
+  AckResult send_need_ack(std::string_view ip, uint16_t port, std::string_view data, const SendOptions& o = {}) {
+    CStr cip(ip);
+    const xxnet_send_opts so = o.raw();
+    uint64_t id = 0;
+    int rc = cip.ok ? xxnet_send_need_ack(native(), cip.buf, port, bytes(data), data.size(), &so, &id)
+                    : XXNET_E_INVALID_ARG;
+    return AckResult(rc, id);
+  }
+  AckResult send_conn_need_ack(ConnId conn, std::string_view data, const SendOptions& o = {}) {
+    const xxnet_send_opts so = o.raw();
+    uint64_t id = 0;
+    int rc = xxnet_send_conn_need_ack(native(), conn, bytes(data), data.size(), &so, &id);
+    return AckResult(rc, id);
+  }
+
+  /// Closes a connection (SendFailed for what it held, then Disconnected).
+  Result close(ConnId conn) { return Result(xxnet_close(native(), conn)); }
+  /// Attaches a value copied into user_data() of every later event of `conn`.
+  Result set_user_data(ConnId conn, uint64_t value) { return Result(xxnet_conn_set_user_data(native(), conn, value)); }
+  /// The session's state; empty for an unknown (or already disconnected) conn.
+  [[nodiscard]] std::optional<ConnInfo> conn_info(ConnId conn) const {
+    xxnet_peer_info pi;
+    std::memset(&pi, 0, sizeof pi);
+    if (xxnet_conn_info(native(), conn, &pi) != XXNET_OK) return std::nullopt;
+    pi.peer_ip[sizeof pi.peer_ip - 1] = '\0';
+    return ConnInfo{static_cast<PeerState>(pi.state), pi.attempts, pi.queued_msgs, pi.queued_bytes, pi.unacked_msgs,
+                    pi.unacked_bytes, pi.oldest_unacked_ms, pi.peer_ip, pi.peer_port};
+  }
+  /// The context's counters; throws Error.
+  [[nodiscard]] Stats stats() const {
+    Stats s;
+    std::memset(&s, 0, sizeof s);
+    int rc = xxnet_stats(native(), &s);
+    if (rc != XXNET_OK) throw Error(rc, "xxnet::Context::stats");
+    return s;
+  }
+
+  /// Returns up to `max` (at most 1024) events, waiting up to timeout_ms (-1:
+  /// forever) for the first. Handlers are NOT run, including timer()
+  /// callbacks (their Kind::Timer events are returned; handle() runs them).
+  [[nodiscard]] Events poll(int timeout_ms = 0, size_t max = 256) {
+    if (!p_ || max == 0) return {};
+    Impl& im = *p_;
+    if (im.busy) throw Error(XXNET_E_REENTRANT, "xxnet::Context::poll inside a handler");
+    if (im.next >= im.batch.size()) fill(im, max, timeout_ms);
+    const Event* b = im.batch.data() + im.next;
+    const size_t n = std::min(max, im.batch.size() - im.next);
+    im.next += n;
+    return Events(b, b + n);
+  }
+
+  /// Polls like poll() and runs the handlers of up to `max` events; returns
+  /// how many events were handled (events without a handler count, and are dropped).
+  size_t dispatch(size_t max = 256, int timeout_ms = 0) {
+    if (!p_ || max == 0) return 0;
+    Impl& im = *p_;
+    if (im.busy) throw Error(XXNET_E_REENTRANT, "xxnet::Context::dispatch inside a handler");
+    if (im.next >= im.batch.size()) fill(im, max, timeout_ms);
+    Busy busy(im);
+    size_t handled = 0;
+    while (im.next < im.batch.size() && handled < max) {
+      const Event& ev = im.batch[im.next++];  // advance first: a throwing handler's event is consumed
+      ++handled;
+      deliver(im, ev);
+    }
+    return handled;
+  }
+
+  /// Runs the handler `dispatch()` would run for `ev` (e.g. an event from poll()).
+  void handle(const Event& ev) {
+    if (!p_) return;
+    Busy busy(*p_);
+    deliver(*p_, ev);
+  }
+
+  /// Handler for events of `kind`; an empty function removes it.
+  void on(Kind kind, Handler fn) {
+    auto i = static_cast<size_t>(kind);
+    if (p_ && i < kKindCount) p_->on[i] = wrap(std::move(fn));
+  }
+  /// Handler for MESSAGE events with this msg_id; an empty function removes it.
+  void route(uint32_t msg_id, Handler fn) {
+    if (!p_) return;
+    if (fn) p_->routes[msg_id] = wrap(std::move(fn));
+    else p_->routes.erase(msg_id);
+  }
+  /// Handler for MESSAGE events whose msg_id has no route; empty removes it.
+  void route_default(Handler fn) {
+    if (p_) p_->default_route = wrap(std::move(fn));
+  }
+
+  /// Calls `fn` (void() or void(TimerId)) from dispatch() after delay_ms, then
+  /// every repeat_ms (0: once). Returns the id for cancel(); throws Error.
+  template <class F>
+  TimerId timer(uint32_t delay_ms, F&& fn, uint32_t repeat_ms = 0) {
+    std::function<void(TimerId)> cb;
+    if constexpr (std::is_invocable_v<std::decay_t<F>&, TimerId>) {
+      cb = std::forward<F>(fn);
+    } else {
+      static_assert(std::is_invocable_v<std::decay_t<F>&>, "timer callback must be void() or void(xxnet::TimerId)");
+      cb = [f = std::forward<F>(fn)](TimerId) mutable { f(); };
+    }
+    TimerId id = 0;
+    int rc = xxnet_timer_start(native(), delay_ms, repeat_ms, kTimerTag, &id);
+    if (rc != XXNET_OK) throw Error(rc, "xxnet::Context::timer");
+    p_->timers[id] = std::make_shared<TimerEntry>(TimerEntry{std::move(cb), repeat_ms != 0});
+    return id;
+  }
+  /// Stops a timer; after this its callback never runs again (even for an
+  /// event already polled). Returns false if it was not live (e.g. a one-shot that fired).
+  bool cancel(TimerId id) {
+    if (!p_) return false;
+    int rc = xxnet_timer_stop(p_->ctx, id);
+    return p_->timers.erase(id) > 0 && rc == XXNET_OK;
+  }
+
+ private:
+  // user_data of the timers started by timer(): their TIMER events run the
+  // callback; TIMER events of timers started through native() go to on(Kind::Timer).
+  static constexpr uint64_t kTimerTag = 0x78786e65742b2b74ull;  // "xxnet++t"
+
+  struct TimerEntry {
+    std::function<void(TimerId)> fn;
+    bool repeating;
+  };
+  struct Impl {
+    xxnet_ctx* ctx = nullptr;
+    std::vector<xxnet_event> raw;  // xxnet_poll_recv's buffer
+    std::vector<Event> batch;      // the last batch; [next, size) not yet handed out
+    size_t next = 0;
+    bool busy = false;             // inside a handler
+    std::array<std::shared_ptr<const Handler>, kKindCount> on;
+    std::unordered_map<uint32_t, std::shared_ptr<const Handler>> routes;
+    std::shared_ptr<const Handler> default_route;
+    std::unordered_map<TimerId, std::shared_ptr<TimerEntry>> timers;
+    Impl() = default;
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+    ~Impl() { xxnet_free(ctx); }
+  };
+  struct Busy {  // marks "inside handlers" for the scope, exception-safe
+    explicit Busy(Impl& im) : im_(im), was_(im.busy) { im.busy = true; }
+    ~Busy() { im_.busy = was_; }
+    Busy(const Busy&) = delete;
+    Busy& operator=(const Busy&) = delete;
+    Impl& im_;
+    bool was_;
+  };
+  struct CStr {  // a NUL-terminated copy of a short string (an IP address)
+    explicit CStr(std::string_view s) noexcept : ok(s.size() < sizeof buf && s.find('\0') == std::string_view::npos) {
+      if (ok) {
+        std::memcpy(buf, s.data(), s.size());
+        buf[s.size()] = '\0';
+      }
+    }
+    bool ok;
+    char buf[64];
+  };
+
+  static const uint8_t* bytes(std::string_view d) noexcept {
+    static const uint8_t empty = 0;  // never pass NULL, even for an empty message
+    return d.data() ? reinterpret_cast<const uint8_t*>(d.data()) : &empty;
+  }
+  static std::shared_ptr<const Handler> wrap(Handler fn) {
+    return fn ? std::make_shared<const Handler>(std::move(fn)) : nullptr;
+  }
+
+  void open(const xxnet_config& cfg) {
+    check_abi();
+    auto im = std::make_unique<Impl>();
+    im->ctx = xxnet_new(&cfg);
+    if (im->ctx == nullptr) {
+      std::string why = xxnet_last_error();
+      int code = why.rfind("invalid config", 0) == 0 ? XXNET_E_INVALID_ARG : XXNET_E_INTERNAL;
+      throw Error(code, "xxnet_new failed: " + why);
+    }
+    p_ = std::move(im);
+  }
+
+  static void fill(Impl& im, size_t max, int timeout_ms) {
+    max = std::max<size_t>(1, std::min<size_t>(max, 1024));
+    if (im.raw.size() < max) im.raw.resize(max);
+    size_t n = xxnet_poll_recv(im.ctx, im.raw.data(), max, static_cast<int32_t>(timeout_ms));
+    im.batch.clear();
+    for (size_t i = 0; i < n; ++i) im.batch.emplace_back(im.raw[i]);
+    im.next = 0;
+  }
+
+  // Handlers are held by shared_ptr and copied before the call, so a handler
+  // may replace or remove itself (or cancel its own timer) while it runs.
+  static void deliver(Impl& im, const Event& ev) {
+    std::shared_ptr<const Handler> h;
+    if (ev.kind() == Kind::Message) {
+      auto r = im.routes.find(ev.msg_id());
+      h = r != im.routes.end() ? r->second : im.default_route;
+    } else if (ev.kind() == Kind::Timer && ev.user_data() == kTimerTag) {
+      auto t = im.timers.find(ev.id());
+      if (t == im.timers.end()) return;  // cancelled
+      std::shared_ptr<TimerEntry> entry = t->second;
+      if (!entry->repeating) im.timers.erase(t);
+      entry->fn(ev.id());
+      return;
+    }
+    auto k = static_cast<size_t>(ev.kind());
+    if (!h && k < kKindCount) h = im.on[k];
+    if (h) (*h)(ev);
+  }
+
+  std::unique_ptr<Impl> p_;
+};
+
+}  // namespace xxnet
