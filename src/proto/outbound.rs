@@ -446,15 +446,20 @@ impl Outbound {
     pub fn oldest_inflight(&self) -> Option<Instant> {
         self.lanes
             .iter()
-            .filter_map(|l| l.msgs.front().filter(|_| l.unsent > 0).and_then(|m| m.sent_at))
+            .filter_map(|l| {
+                l.msgs
+                    .front()
+                    .filter(|_| l.unsent > 0)
+                    .and_then(|m| m.sent_at)
+            })
             .min()
     }
 
     /// Messages not yet completely encoded on one lane.
     pub fn lane_queued_msgs(&self, lane: u8) -> usize {
-        self.lanes
-            .get(lane as usize)
-            .map_or(0, |l| l.msgs.range(l.unsent..).filter(|m| !m.cancelled).count())
+        self.lanes.get(lane as usize).map_or(0, |l| {
+            l.msgs.range(l.unsent..).filter(|m| !m.cancelled).count()
+        })
     }
 
     /// Encodes DATA frames into `out`, interleaving lanes, until `out.len() >= limit` or nothing is left.

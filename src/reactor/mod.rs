@@ -346,7 +346,9 @@ impl Reactor {
 
     /// Received bytes the host holds, plus this turn's not yet published, exceed `limit`.
     fn recv_over(&self, limit: usize) -> bool {
-        self.link.shared.recv_queued.load(Ordering::SeqCst) + self.events_bytes + self.ep.event_bytes()
+        self.link.shared.recv_queued.load(Ordering::SeqCst)
+            + self.events_bytes
+            + self.ep.event_bytes()
             > limit
     }
 
