@@ -634,8 +634,9 @@ const char *xxnet_last_error(void);
 
 /**
  * Stops and joins the reactor thread and closes every socket (within about
- * 1 s even while traffic flows). Queued messages are dropped without events.
- * Borrowed payloads become invalid. NULL is a no-op.
+ * 1 s even while traffic flows). Peers are told (GOAWAY, best effort) and end
+ * their sessions. Messages still held are dropped without events. Borrowed
+ * payloads become invalid. NULL is a no-op.
  */
 void xxnet_free(struct xxnet_ctx *ctx);
 
@@ -730,9 +731,11 @@ int xxnet_send_conn_need_ack(struct xxnet_ctx *ctx,
 int xxnet_conn_info(struct xxnet_ctx *ctx, uint64_t conn, struct xxnet_peer_info *out);
 
 /**
- * Closes a connection. Messages still queued on it are reported in a
- * SEND_FAILED event (code XXNET_E_LOCAL_CLOSE), then a DISCONNECTED event
- * follows. Returns XXNET_E_UNKNOWN_CONN for an unknown id.
+ * Ends the session `conn`: messages it still holds are reported
+ * (SEND_FAILED / EXPIRED with XXNET_E_LOCAL_CLOSE), then a DISCONNECTED event
+ * follows. The peer is told (GOAWAY after what was already buffered) and
+ * ends its side at once (XXNET_E_PEER_CLOSED) instead of reconnecting.
+ * Returns XXNET_E_UNKNOWN_CONN for an unknown id.
  */
 int xxnet_close(struct xxnet_ctx *ctx, uint64_t conn);
 

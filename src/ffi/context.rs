@@ -68,8 +68,9 @@ pub extern "C" fn xxnet_last_error() -> *const c_char {
 }
 
 /// Stops and joins the reactor thread and closes every socket (within about
-/// 1 s even while traffic flows). Queued messages are dropped without events.
-/// Borrowed payloads become invalid. NULL is a no-op.
+/// 1 s even while traffic flows). Peers are told (GOAWAY, best effort) and end
+/// their sessions. Messages still held are dropped without events. Borrowed
+/// payloads become invalid. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn xxnet_free(ctx: *mut xxnet_ctx) {
     guard((), || {
@@ -267,9 +268,11 @@ pub extern "C" fn xxnet_conn_info(
     })
 }
 
-/// Closes a connection. Messages still queued on it are reported in a
-/// SEND_FAILED event (code XXNET_E_LOCAL_CLOSE), then a DISCONNECTED event
-/// follows. Returns XXNET_E_UNKNOWN_CONN for an unknown id.
+/// Ends the session `conn`: messages it still holds are reported
+/// (SEND_FAILED / EXPIRED with XXNET_E_LOCAL_CLOSE), then a DISCONNECTED event
+/// follows. The peer is told (GOAWAY after what was already buffered) and
+/// ends its side at once (XXNET_E_PEER_CLOSED) instead of reconnecting.
+/// Returns XXNET_E_UNKNOWN_CONN for an unknown id.
 #[no_mangle]
 pub extern "C" fn xxnet_close(ctx: *mut xxnet_ctx, conn: u64) -> c_int {
     guard_code(|| {
