@@ -271,11 +271,6 @@ impl Endpoint {
         }
     }
 
-    /// This node's instance id.
-    pub fn instance(&self) -> u64 {
-        self.instance
-    }
-
     fn random(&mut self) -> u64 {
         // xorshift64*: deterministic for a given seed.
         let mut x = self.rng;
@@ -1341,15 +1336,6 @@ impl Endpoint {
         }
     }
 
-    /// True when `link` has nothing left to write and no more to encode.
-    pub fn flushed(&self, link: usize) -> bool {
-        self.links.get(link).is_none_or(|l| {
-            l.wbuf.is_empty()
-                && (l.state != LinkState::Established
-                    || l.peer.is_none_or(|p| self.peers[p].session.out.is_empty()))
-        })
-    }
-
     // ----- failures --------------------------------------------------------
 
     /// Removes a link and asks the reactor to close its socket; no reporting.
@@ -1460,7 +1446,7 @@ impl Endpoint {
         }
         let mut evs = std::mem::take(&mut self.scratch);
         let new_id = self.new_send_id();
-        self.peers[pid].session.end(code, new_id, &mut evs);
+        self.peers[pid].session.end(new_id, &mut evs);
         self.report_session_events(pid, &mut evs, code);
         self.scratch = evs;
         let p = self.peers.remove(pid);

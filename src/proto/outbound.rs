@@ -455,13 +455,6 @@ impl Outbound {
             .min()
     }
 
-    /// Messages not yet completely encoded on one lane.
-    pub fn lane_queued_msgs(&self, lane: u8) -> usize {
-        self.lanes.get(lane as usize).map_or(0, |l| {
-            l.msgs.range(l.unsent..).filter(|m| !m.cancelled).count()
-        })
-    }
-
     /// Encodes DATA frames into `out`, interleaving lanes, until `out.len() >= limit` or nothing is left.
     pub fn fill(&mut self, out: &mut WriteBuf, limit: usize) -> FillStats {
         self.fill_at(out, limit, None)

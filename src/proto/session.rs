@@ -153,7 +153,7 @@ impl Session {
             // and number from 1 again (same send id: the new instance has
             // never seen our old numbering).
             r.restarted = true;
-            self.fail_all(XXNET_E_PEER_RESTARTED, out);
+            self.fail_all(out);
         } else if self.bound_instance != 0 && self.peer_forgot(theirs) {
             // Same instance, it acknowledged some of our numbering once, and
             // no longer tracks it: it ended the session on its side.
@@ -162,7 +162,7 @@ impl Session {
             // everything we sent is still held, numbered from 1, and goes
             // again below.)
             r.ended_by_peer = true;
-            self.fail_all(XXNET_E_PEER_CLOSED, out);
+            self.fail_all(out);
         }
         self.bound_instance = peer_instance;
         if theirs.send_id != self.recv_id {
@@ -198,15 +198,16 @@ impl Session {
             .any(|(&acked, d)| acked != 0 && (d == 0 || !seq_le(acked, d)))
     }
 
-    /// Ends the send session: every held message fails with `code`, numbering
-    /// restarts under `new_send_id` (so the peer resets its receive state).
-    pub fn end(&mut self, code: c_int, new_send_id: u64, out: &mut Vec<SessionEvent>) {
-        self.fail_all(code, out);
+    /// Ends the send session: every held message fails (the caller reports it
+    /// with its reason), and numbering restarts under `new_send_id` (so the
+    /// peer resets its receive state).
+    pub fn end(&mut self, new_send_id: u64, out: &mut Vec<SessionEvent>) {
+        self.fail_all(out);
         self.send_id = new_send_id;
         self.bound_instance = 0;
     }
 
-    fn fail_all(&mut self, code: c_int, out: &mut Vec<SessionEvent>) {
+    fn fail_all(&mut self, out: &mut Vec<SessionEvent>) {
         let tracked = &mut self.tracked;
         self.out.drain_with(|info| {
             let report = if info.tag.track == 0 {
@@ -218,7 +219,6 @@ impl Session {
             };
             out.push(SessionEvent::Failed { info, report });
         });
-        let _ = code;
         self.tracked.clear();
         self.expiries.clear();
         self.acked = [0; LANES];
