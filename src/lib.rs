@@ -15,6 +15,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod bridge;
+pub mod cluster;
 pub mod codes;
 pub mod config;
 pub mod ffi;
