@@ -236,6 +236,9 @@ pub struct Endpoint {
     /// Payload bytes of the MESSAGE events in `events`.
     event_bytes: usize,
     counters: Counters,
+    /// Messages and payload bytes held by all sessions (see `backlog`).
+    held_msgs: u64,
+    held_bytes: u64,
     last_dest: Option<(SocketAddr, usize)>,
     shutting_down: bool,
 }
@@ -266,6 +269,8 @@ impl Endpoint {
             scratch: Vec::new(),
             event_bytes: 0,
             counters: Counters::default(),
+            held_msgs: 0,
+            held_bytes: 0,
             last_dest: None,
             shutting_down: false,
         }
@@ -385,14 +390,22 @@ impl Endpoint {
     }
 
     /// Messages and payload bytes held by all sessions (queued and unacknowledged).
+    ///
+    /// Kept as running totals (in `send` and `leave`), so publishing it each
+    /// reactor turn does not walk every peer.
     pub fn backlog(&self) -> (u64, u64) {
-        self.peers.iter().fold((0, 0), |(m, b), (_, p)| {
-            let o = &p.session.out;
-            (
-                m + (o.queued_msgs() + o.inflight_msgs()) as u64,
-                b + (o.queued_bytes() + o.inflight_bytes()) as u64,
-            )
-        })
+        debug_assert_eq!(
+            (self.held_msgs, self.held_bytes),
+            self.peers.iter().fold((0, 0), |(m, b), (_, p)| {
+                let o = &p.session.out;
+                (
+                    m + (o.queued_msgs() + o.inflight_msgs()) as u64,
+                    b + (o.queued_bytes() + o.inflight_bytes()) as u64,
+                )
+            }),
+            "running backlog totals drifted"
+        );
+        (self.held_msgs, self.held_bytes)
     }
 
     /// Open links (handshaking or established).
@@ -686,6 +699,8 @@ impl Endpoint {
                 None => return self.fail_unrouted(id, &m),
             },
         };
+        self.held_msgs += 1;
+        self.held_bytes += m.data.len() as u64;
         let p = &mut self.peers[pid];
         let track = m.track;
         let tag = MsgTag {
@@ -742,6 +757,14 @@ impl Endpoint {
             lane: m.lane,
             ..Event::default()
         });
+    }
+
+    /// Messages leaving a session (acknowledged, failed, or cancelled
+    /// unsent): they stop counting in the backlog and credit their account.
+    fn leave(&mut self, acct: u32, msgs: u64, bytes: u64) {
+        self.held_msgs -= msgs;
+        self.held_bytes -= bytes;
+        self.release(acct, bytes);
     }
 
     fn release(&mut self, acct: u32, bytes: u64) {
@@ -1495,11 +1518,11 @@ impl Endpoint {
             match ev {
                 SessionEvent::AckedRun { acct, msgs, bytes } => {
                     self.counters.msgs_acked += msgs;
-                    self.release(acct, bytes);
+                    self.leave(acct, msgs, bytes);
                 }
                 SessionEvent::Acked { info, report } => {
                     self.counters.msgs_acked += 1;
-                    self.release(info.tag.acct, info.len as u64);
+                    self.leave(info.tag.acct, 1, info.len as u64);
                     if report {
                         self.events.push(Event {
                             kind: XXNET_EVENT_DELIVERED,
@@ -1511,7 +1534,7 @@ impl Endpoint {
                     }
                 }
                 SessionEvent::Failed { info, report } => {
-                    self.release(info.tag.acct, info.len as u64);
+                    self.leave(info.tag.acct, 1, info.len as u64);
                     self.counters.failed_msgs += 1;
                     self.counters.failed_bytes += info.len as u64;
                     match report {
@@ -1541,7 +1564,7 @@ impl Endpoint {
                     removed,
                 } => {
                     if let Some(info) = removed {
-                        self.release(info.tag.acct, info.len as u64);
+                        self.leave(info.tag.acct, 1, info.len as u64);
                         self.counters.failed_msgs += 1;
                         self.counters.failed_bytes += info.len as u64;
                     }
