@@ -278,6 +278,10 @@ impl Reactor {
         if self.socks.len() <= link {
             self.socks.resize_with(link + 1, || None);
         }
+        debug_assert!(
+            self.socks[link].is_none(),
+            "link id {link} reused before its Close was carried out"
+        );
         self.socks[link] = Some(Sock::new(stream, connecting));
     }
 
@@ -290,6 +294,9 @@ impl Reactor {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(remote);
+                    // A Close still pending would otherwise hit the socket
+                    // installed under a reused link id.
+                    self.do_actions(now);
                     match self.ep.accept(remote, local, now) {
                         Ok(link) => self.install(link, stream, false),
                         Err(refusal) => {
@@ -373,13 +380,13 @@ impl Reactor {
             return;
         }
         let mut total = 0;
-        loop {
-            let Some(s) = self.socks.get_mut(link).and_then(|s| s.as_mut()) else {
-                return;
-            };
-            let Some((buf, need)) = self.ep.read_buf(link) else {
-                return;
-            };
+        // The endpoint may close the link while handling what was read: the
+        // loop then ends, and its Close is carried out below before anything
+        // can reuse the link id.
+        while let (Some(s), Some((buf, need))) = (
+            self.socks.get_mut(link).and_then(|s| s.as_mut()),
+            self.ep.read_buf(link),
+        ) {
             match s.read_into(buf, need, READ_BUDGET - total) {
                 Ok(ReadOutcome::Data(n)) => {
                     total += n;
@@ -448,7 +455,8 @@ impl Reactor {
                 return;
             }
             let Some(wbuf) = self.ep.transmit(link, now) else {
-                return;
+                // `written` closed it (a refusal fully flushed).
+                return self.do_actions(now);
             };
             if wbuf.is_empty() {
                 return;
