@@ -29,6 +29,7 @@ fn main() {
         "src/ffi/context.rs",
         "src/ffi/dispatch.rs",
         "src/ffi/logging.rs",
+        "src/ffi/rpc.rs",
     ] {
         builder = builder.with_src(crate_dir.join(file));
     }

@@ -189,6 +189,56 @@
 #define XXNET_E_BAD_FRAME -46
 
 /**
+ * Authentication failed: the peer does not prove knowledge of our auth_secret, requires one we do not have, or refused our proof (another secret). The session gives up at once.
+ */
+#define XXNET_E_AUTH -58
+
+/**
+ * Remote call: no reply within the call's deadline (the request is withdrawn if it was not yet sent).
+ */
+#define XXNET_E_TIMEOUT -50
+
+/**
+ * Remote call or cast: the node name is not in the cluster directory.
+ */
+#define XXNET_E_UNKNOWN_NODE -51
+
+/**
+ * Remote call: the node could not be reached (its connect attempts were exhausted).
+ */
+#define XXNET_E_NODE_UNREACHABLE -52
+
+/**
+ * Remote call: the node's connection went down (closed, reset, silent past the idle timeout, restarted) while the call was pending; the request may or may not have run.
+ */
+#define XXNET_E_NODE_DOWN -53
+
+/**
+ * Remote call: the node was removed from the cluster directory while the call was pending.
+ */
+#define XXNET_E_NODE_REMOVED -54
+
+/**
+ * Remote call: the node moved to another address (directory change) while the call was pending.
+ */
+#define XXNET_E_NODE_MOVED -55
+
+/**
+ * Remote call or cast: the called node has no service of that name registered.
+ */
+#define XXNET_E_NO_SERVICE -56
+
+/**
+ * xxnet_reply: the reply token is unknown or was already answered.
+ */
+#define XXNET_E_UNKNOWN_TOKEN -57
+
+/**
+ * A cluster directory file could not be used (malformed lines; xxnet_last_error() lists them with file and line).
+ */
+#define XXNET_E_CLUSTER_FILE -59
+
+/**
  * No event (an unused slot).
  */
 #define XXNET_EVENT_NONE 0
@@ -252,6 +302,42 @@
  * A main-thread timer fired: `id` is its id, `user_data` the value given to xxnet_timer_start.
  */
 #define XXNET_EVENT_TIMER 12
+
+/**
+ * A remote call or cast arrived for a registered service: `node` (the calling node's name, empty
+ * for an unnamed client), `service`, `conn` (the caller's session), `lane`, `data`/`len`. `id` is
+ * the reply token to pass to xxnet_reply, or 0 for a cast (no reply expected).
+ */
+#define XXNET_EVENT_CALL_REQUEST 13
+
+/**
+ * A call made with xxnet_call resolved (exactly once per call): `id` is its session, `node` the
+ * node called, `code` XXNET_OK, the callee's own code (positive) or an XXNET_E_* outcome;
+ * `data`/`len` the reply payload (empty unless the callee replied); `conn`, `lane`.
+ */
+#define XXNET_EVENT_CALL_RESULT 14
+
+/**
+ * The cluster directory changed (xxnet_cluster_load/reload/set/remove): `node` is the name,
+ * `id` one of XXNET_NODE_ADDED / XXNET_NODE_MOVED / XXNET_NODE_REMOVED, `peer_ip`/`peer_port`
+ * its address (the new one when it moved).
+ */
+#define XXNET_EVENT_NODE_CHANGED 15
+
+/**
+ * XXNET_EVENT_NODE_CHANGED: a node was added to the directory.
+ */
+#define XXNET_NODE_ADDED 1
+
+/**
+ * XXNET_EVENT_NODE_CHANGED: a node's address changed; its old session ended (pending calls: XXNET_E_NODE_MOVED).
+ */
+#define XXNET_NODE_MOVED 2
+
+/**
+ * XXNET_EVENT_NODE_CHANGED: a node left the directory; its session ended (pending calls: XXNET_E_NODE_REMOVED).
+ */
+#define XXNET_NODE_REMOVED 3
 
 /**
  * Session state: the first connection is being made.
@@ -392,6 +478,31 @@ typedef struct xxnet_config {
    * Default deadline in ms of a need-ack message (default 5000).
    */
   uint32_t ack_timeout_ms;
+  /**
+   * This node's name in the cluster directory, or NULL. It is announced to peers (CALL_REQUEST
+   * events carry it), and the directory entry of this name is the address the node listens on.
+   * Read only during xxnet_new.
+   */
+  const char *node_name;
+  /**
+   * Shared secret of the cluster, or NULL: then every connection must prove knowledge of the
+   * same secret in its handshake (HMAC-SHA256 challenge-response; the secret never travels)
+   * before any message or call is accepted. Read only during xxnet_new.
+   */
+  const uint8_t *auth_secret;
+  /**
+   * Length of `auth_secret` in bytes (ignored when it is NULL; must be positive otherwise).
+   */
+  size_t auth_secret_len;
+  /**
+   * Default deadline in ms of a remote call (default 10000).
+   */
+  uint32_t call_timeout_ms;
+  /**
+   * Calls to one node that may wait while it is not connected; more fail at once with
+   * XXNET_E_WOULD_BLOCK (default 1024).
+   */
+  uint32_t call_cache_limit;
 } xxnet_config;
 
 /**
@@ -461,7 +572,7 @@ typedef struct xxnet_peer_info {
 /**
  * One event drained by `xxnet_poll_recv`. Which fields are meaningful depends on `kind`.
  *
- * `data` and `text` are borrowed: they stay valid until the next
+ * `data`, `node` and `service` are borrowed: they stay valid until the next
  * `xxnet_poll_recv` or `xxnet_free` on the same context. Copy what you keep.
  */
 typedef struct xxnet_event {
@@ -517,6 +628,16 @@ typedef struct xxnet_event {
    * The connection's user data (xxnet_conn_set_user_data), or a TIMER's user data.
    */
   uint64_t user_data;
+  /**
+   * Node name, NUL-terminated (CALL_REQUEST: the calling node, empty for an unnamed client;
+   * CALL_RESULT: the node called; NODE_CHANGED: the node). Never NULL: "" when not meaningful.
+   */
+  const char *node;
+  /**
+   * Service name, NUL-terminated (CALL_REQUEST; SEND_FAILED of a cast refused with
+   * XXNET_E_NO_SERVICE). Never NULL: "" when not meaningful.
+   */
+  const char *service;
 } xxnet_event;
 
 /**
@@ -609,6 +730,25 @@ typedef void (*xxnet_handler)(const struct xxnet_event *event, void *user);
  * call back into xxnet.
  */
 typedef void (*xxnet_log_fn)(int level, const char *target, const char *message, void *user);
+
+/**
+ * Options for `xxnet_call_ex` and `xxnet_cast_ex`. Zero-initialised means defaults.
+ */
+typedef struct xxnet_call_opts {
+  /**
+   * Lane 0..XXNET_LANES-1 (0: default, 1: bulk). Calls and casts to one node on one lane arrive
+   * in the order they were made; the reply travels on the request's lane.
+   */
+  uint32_t lane;
+  /**
+   * Deadline of a call in ms (0: the config's call_timeout_ms). Ignored by casts.
+   */
+  uint32_t timeout_ms;
+  /**
+   * Reserved flag bits; must be 0 for now (unknown bits return XXNET_E_INVALID_ARG).
+   */
+  uint32_t flags;
+} xxnet_call_opts;
 
 #ifdef __cplusplus
 extern "C" {
@@ -829,6 +969,130 @@ size_t xxnet_dispatch(struct xxnet_ctx *ctx, size_t max, int32_t timeout_ms);
  * a level outside 0..=5.
  */
 int xxnet_set_log_handler(xxnet_log_fn handler, void *user, int max_level);
+
+/**
+ * Loads the cluster directory from a file in the seed's clustername.lua
+ * format: one `name = "ip:port"` per line (IPv6 as `"[addr]:port"`), `--`
+ * starts a comment. The file replaces the directory as a whole (see
+ * xxnet_cluster_reload for what happens to nodes already known). If the
+ * config's node_name is in the file, the node listens on that address.
+ * A malformed file changes nothing and returns XXNET_E_CLUSTER_FILE;
+ * xxnet_last_error() then lists every bad line as `file:line: what`.
+ * XXNET_E_IO (and the like) if the file cannot be read.
+ */
+int xxnet_cluster_load(struct xxnet_ctx *ctx, const char *path);
+
+/**
+ * Hot reload: replaces the directory by the file's contents. Nodes removed
+ * lose their session (their pending calls resolve with
+ * XXNET_E_NODE_REMOVED); nodes whose address changed lose the old session
+ * (XXNET_E_NODE_MOVED) and later calls go to the new address; unchanged
+ * nodes keep their connection and lose nothing. Each change is an
+ * XXNET_EVENT_NODE_CHANGED event. Errors as xxnet_cluster_load.
+ */
+int xxnet_cluster_reload(struct xxnet_ctx *ctx, const char *path);
+
+/**
+ * Adds node `name` at `addr` ("ip:port", IPv6 as "[addr]:port"), or moves
+ * it there (as a reload would). XXNET_E_INVALID_ARG for a bad name or address.
+ */
+int xxnet_cluster_set(struct xxnet_ctx *ctx, const char *name, const char *addr);
+
+/**
+ * Removes node `name` from the directory (as a reload would).
+ * XXNET_E_UNKNOWN_NODE if it is not there.
+ */
+int xxnet_cluster_remove(struct xxnet_ctx *ctx, const char *name);
+
+/**
+ * Calls `service` on `node` with `len` bytes of `data` (copied), on lane 0,
+ * with a deadline of `timeout_ms` (0: the config's call_timeout_ms). On
+ * XXNET_OK writes the call's session (never 0) to `*session` (may be NULL)
+ * and exactly one XXNET_EVENT_CALL_RESULT with that `id` follows. Other
+ * returns mean no event will follow: XXNET_E_UNKNOWN_NODE,
+ * XXNET_E_TOO_LARGE, XXNET_E_WOULD_BLOCK (the node's backlog is full),
+ * XXNET_E_SHUTDOWN, XXNET_E_INVALID_ARG (service name not an identifier of
+ * at most 128 bytes), XXNET_E_NULL_POINTER.
+ */
+int xxnet_call(struct xxnet_ctx *ctx,
+               const char *node,
+               const char *service,
+               const uint8_t *data,
+               size_t len,
+               uint32_t timeout_ms,
+               uint64_t *session);
+
+/**
+ * Like `xxnet_call` with options (lane, timeout). `opts` NULL means defaults.
+ */
+int xxnet_call_ex(struct xxnet_ctx *ctx,
+                  const char *node,
+                  const char *service,
+                  const uint8_t *data,
+                  size_t len,
+                  const struct xxnet_call_opts *opts,
+                  uint64_t *session);
+
+/**
+ * Sends `len` bytes of `data` to `service` on `node` without waiting for a
+ * reply (the seed's remoteSend), on lane 0. Casts and calls to one node on
+ * one lane arrive in the order they were made. A cast that is not
+ * delivered is reported by XXNET_EVENT_SEND_FAILED, like any send (code
+ * XXNET_E_NO_SERVICE when the node has no such service). Returns as
+ * xxnet_call.
+ */
+int xxnet_cast(struct xxnet_ctx *ctx,
+               const char *node,
+               const char *service,
+               const uint8_t *data,
+               size_t len);
+
+/**
+ * Like `xxnet_cast` with options (lane; timeout_ms is ignored). `opts` NULL means defaults.
+ */
+int xxnet_cast_ex(struct xxnet_ctx *ctx,
+                  const char *node,
+                  const char *service,
+                  const uint8_t *data,
+                  size_t len,
+                  const struct xxnet_call_opts *opts);
+
+/**
+ * Starts serving `name`: its requests arrive as XXNET_EVENT_CALL_REQUEST.
+ * Requests for services not registered are answered at once with
+ * XXNET_E_NO_SERVICE. XXNET_E_INVALID_ARG if already registered or not a
+ * valid name (an identifier of at most 128 bytes).
+ */
+int xxnet_service_register(struct xxnet_ctx *ctx, const char *name);
+
+/**
+ * Stops serving `name`. XXNET_E_NO_SERVICE if it was not registered.
+ * Tokens of requests already received stay valid.
+ */
+int xxnet_service_unregister(struct xxnet_ctx *ctx, const char *name);
+
+/**
+ * Answers the request whose CALL_REQUEST event carried `token`, at any
+ * time (the host may make its own calls first). `code` is XXNET_OK or a
+ * positive code of the host's own, delivered to the caller as the
+ * CALL_RESULT's code; `data` (copied) is the reply payload. The reply
+ * travels on the request's lane, after anything sent before it there.
+ * XXNET_E_UNKNOWN_TOKEN if the token was never given or already answered;
+ * XXNET_E_UNKNOWN_CONN if the caller's session ended (the token is spent);
+ * XXNET_E_TOO_LARGE (the token stays valid: answer again, smaller);
+ * XXNET_E_INVALID_ARG for a negative code.
+ */
+int xxnet_reply(struct xxnet_ctx *ctx, uint64_t token, int code, const uint8_t *data, size_t len);
+
+/**
+ * Shuts the network down but keeps the context for a last drain: stops the
+ * reactor and closes every socket (peers are told with GOAWAY). Events
+ * already produced stay queued; every call still pending gets its
+ * XXNET_EVENT_CALL_RESULT with XXNET_E_SHUTDOWN after them. Later sends,
+ * calls and listens return XXNET_E_SHUTDOWN; xxnet_poll_recv returns what
+ * is queued without waiting. Call xxnet_free afterwards. NULL is a no-op.
+ */
+void xxnet_shutdown(struct xxnet_ctx *ctx);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -40,6 +40,16 @@ return {
     XXNET_E_MESSAGE_TOO_LARGE = -44,
     XXNET_E_TRUNCATED = -45,
     XXNET_E_BAD_FRAME = -46,
+    XXNET_E_AUTH = -58,
+    XXNET_E_TIMEOUT = -50,
+    XXNET_E_UNKNOWN_NODE = -51,
+    XXNET_E_NODE_UNREACHABLE = -52,
+    XXNET_E_NODE_DOWN = -53,
+    XXNET_E_NODE_REMOVED = -54,
+    XXNET_E_NODE_MOVED = -55,
+    XXNET_E_NO_SERVICE = -56,
+    XXNET_E_UNKNOWN_TOKEN = -57,
+    XXNET_E_CLUSTER_FILE = -59,
     XXNET_EVENT_NONE = 0,
     XXNET_EVENT_MESSAGE = 1,
     XXNET_EVENT_CONNECTED = 2,
@@ -53,6 +63,12 @@ return {
     XXNET_EVENT_LINK_DOWN = 10,
     XXNET_EVENT_LINK_UP = 11,
     XXNET_EVENT_TIMER = 12,
+    XXNET_EVENT_CALL_REQUEST = 13,
+    XXNET_EVENT_CALL_RESULT = 14,
+    XXNET_EVENT_NODE_CHANGED = 15,
+    XXNET_NODE_ADDED = 1,
+    XXNET_NODE_MOVED = 2,
+    XXNET_NODE_REMOVED = 3,
     XXNET_PEER_CONNECTING = 1,
     XXNET_PEER_CONNECTED = 2,
     XXNET_PEER_RECONNECTING = 3,
@@ -95,6 +111,18 @@ return {
     "xxnet_route_default",
     "xxnet_dispatch",
     "xxnet_set_log_handler",
+    "xxnet_cluster_load",
+    "xxnet_cluster_reload",
+    "xxnet_cluster_set",
+    "xxnet_cluster_remove",
+    "xxnet_call",
+    "xxnet_call_ex",
+    "xxnet_cast",
+    "xxnet_cast_ex",
+    "xxnet_service_register",
+    "xxnet_service_unregister",
+    "xxnet_reply",
+    "xxnet_shutdown",
   },
   -- Struct fields in declaration order: {name, ctype[, array length]}.
   structs = {
@@ -113,6 +141,11 @@ return {
       { "send_high_water", "uint64_t" },
       { "send_low_water", "uint64_t" },
       { "ack_timeout_ms", "uint32_t" },
+      { "node_name", "const char*" },
+      { "auth_secret", "const uint8_t*" },
+      { "auth_secret_len", "size_t" },
+      { "call_timeout_ms", "uint32_t" },
+      { "call_cache_limit", "uint32_t" },
     },
     xxnet_send_opts = {
       { "lane", "uint32_t" },
@@ -145,6 +178,8 @@ return {
       { "data", "const uint8_t*" },
       { "len", "size_t" },
       { "user_data", "uint64_t" },
+      { "node", "const char*" },
+      { "service", "const char*" },
     },
     xxnet_stats = {
       { "open_connections", "uint64_t" },
@@ -163,6 +198,11 @@ return {
       { "msgs_resent", "uint64_t" },
       { "duplicates_dropped", "uint64_t" },
       { "reconnects", "uint64_t" },
+    },
+    xxnet_call_opts = {
+      { "lane", "uint32_t" },
+      { "timeout_ms", "uint32_t" },
+      { "flags", "uint32_t" },
     },
   },
   cdef = [=[
@@ -183,6 +223,11 @@ typedef struct xxnet_config {
   uint64_t send_high_water;
   uint64_t send_low_water;
   uint32_t ack_timeout_ms;
+  const char *node_name;
+  const uint8_t *auth_secret;
+  size_t auth_secret_len;
+  uint32_t call_timeout_ms;
+  uint32_t call_cache_limit;
 } xxnet_config;
 
 typedef struct xxnet_send_opts {
@@ -218,6 +263,8 @@ typedef struct xxnet_event {
   const uint8_t *data;
   size_t len;
   uint64_t user_data;
+  const char *node;
+  const char *service;
 } xxnet_event;
 
 struct xxnet_stats {
@@ -244,6 +291,12 @@ typedef struct xxnet_stats xxnet_stats_t;
 typedef void (*xxnet_handler)(const struct xxnet_event *event, void *user);
 
 typedef void (*xxnet_log_fn)(int level, const char *target, const char *message, void *user);
+
+typedef struct xxnet_call_opts {
+  uint32_t lane;
+  uint32_t timeout_ms;
+  uint32_t flags;
+} xxnet_call_opts;
 
 void xxnet_config_default(struct xxnet_config *out);
 
@@ -327,5 +380,50 @@ int xxnet_route_default(struct xxnet_ctx *ctx, xxnet_handler handler, void *user
 size_t xxnet_dispatch(struct xxnet_ctx *ctx, size_t max, int32_t timeout_ms);
 
 int xxnet_set_log_handler(xxnet_log_fn handler, void *user, int max_level);
+
+int xxnet_cluster_load(struct xxnet_ctx *ctx, const char *path);
+
+int xxnet_cluster_reload(struct xxnet_ctx *ctx, const char *path);
+
+int xxnet_cluster_set(struct xxnet_ctx *ctx, const char *name, const char *addr);
+
+int xxnet_cluster_remove(struct xxnet_ctx *ctx, const char *name);
+
+int xxnet_call(struct xxnet_ctx *ctx,
+               const char *node,
+               const char *service,
+               const uint8_t *data,
+               size_t len,
+               uint32_t timeout_ms,
+               uint64_t *session);
+
+int xxnet_call_ex(struct xxnet_ctx *ctx,
+                  const char *node,
+                  const char *service,
+                  const uint8_t *data,
+                  size_t len,
+                  const struct xxnet_call_opts *opts,
+                  uint64_t *session);
+
+int xxnet_cast(struct xxnet_ctx *ctx,
+               const char *node,
+               const char *service,
+               const uint8_t *data,
+               size_t len);
+
+int xxnet_cast_ex(struct xxnet_ctx *ctx,
+                  const char *node,
+                  const char *service,
+                  const uint8_t *data,
+                  size_t len,
+                  const struct xxnet_call_opts *opts);
+
+int xxnet_service_register(struct xxnet_ctx *ctx, const char *name);
+
+int xxnet_service_unregister(struct xxnet_ctx *ctx, const char *name);
+
+int xxnet_reply(struct xxnet_ctx *ctx, uint64_t token, int code, const uint8_t *data, size_t len);
+
+void xxnet_shutdown(struct xxnet_ctx *ctx);
 ]=],
 }

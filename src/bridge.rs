@@ -32,6 +32,13 @@ pub enum Command {
     },
     /// End a session.
     Close { conn: u64 },
+    /// Register (`serve`) or withdraw a service.
+    Service { name: String, serve: bool },
+    /// End the session with the node at `addr` (removed or moved in the directory).
+    EndPeer {
+        addr: std::net::SocketAddr,
+        code: std::os::raw::c_int,
+    },
     /// Stop the reactor; sockets close when it returns.
     Shutdown,
     /// Test hook: panic on the reactor thread.

@@ -81,6 +81,26 @@ pub const XXNET_E_MESSAGE_TOO_LARGE: c_int = -44;
 pub const XXNET_E_TRUNCATED: c_int = -45;
 /// Protocol error: a malformed frame (unknown type, bad flags, bad lane, parts out of order, bad handshake).
 pub const XXNET_E_BAD_FRAME: c_int = -46;
+/// Authentication failed: the peer does not prove knowledge of our auth_secret, requires one we do not have, or refused our proof (another secret). The session gives up at once.
+pub const XXNET_E_AUTH: c_int = -58;
+/// Remote call: no reply within the call's deadline (the request is withdrawn if it was not yet sent).
+pub const XXNET_E_TIMEOUT: c_int = -50;
+/// Remote call or cast: the node name is not in the cluster directory.
+pub const XXNET_E_UNKNOWN_NODE: c_int = -51;
+/// Remote call: the node could not be reached (its connect attempts were exhausted).
+pub const XXNET_E_NODE_UNREACHABLE: c_int = -52;
+/// Remote call: the node's connection went down (closed, reset, silent past the idle timeout, restarted) while the call was pending; the request may or may not have run.
+pub const XXNET_E_NODE_DOWN: c_int = -53;
+/// Remote call: the node was removed from the cluster directory while the call was pending.
+pub const XXNET_E_NODE_REMOVED: c_int = -54;
+/// Remote call: the node moved to another address (directory change) while the call was pending.
+pub const XXNET_E_NODE_MOVED: c_int = -55;
+/// Remote call or cast: the called node has no service of that name registered.
+pub const XXNET_E_NO_SERVICE: c_int = -56;
+/// xxnet_reply: the reply token is unknown or was already answered.
+pub const XXNET_E_UNKNOWN_TOKEN: c_int = -57;
+/// A cluster directory file could not be used (malformed lines; xxnet_last_error() lists them with file and line).
+pub const XXNET_E_CLUSTER_FILE: c_int = -59;
 
 /// No event (an unused slot).
 pub const XXNET_EVENT_NONE: u32 = 0;
@@ -110,6 +130,26 @@ pub const XXNET_EVENT_LINK_UP: u32 = 11;
 
 /// A main-thread timer fired: `id` is its id, `user_data` the value given to xxnet_timer_start.
 pub const XXNET_EVENT_TIMER: u32 = 12;
+
+/// A remote call or cast arrived for a registered service: `node` (the calling node's name, empty
+/// for an unnamed client), `service`, `conn` (the caller's session), `lane`, `data`/`len`. `id` is
+/// the reply token to pass to xxnet_reply, or 0 for a cast (no reply expected).
+pub const XXNET_EVENT_CALL_REQUEST: u32 = 13;
+/// A call made with xxnet_call resolved (exactly once per call): `id` is its session, `node` the
+/// node called, `code` XXNET_OK, the callee's own code (positive) or an XXNET_E_* outcome;
+/// `data`/`len` the reply payload (empty unless the callee replied); `conn`, `lane`.
+pub const XXNET_EVENT_CALL_RESULT: u32 = 14;
+/// The cluster directory changed (xxnet_cluster_load/reload/set/remove): `node` is the name,
+/// `id` one of XXNET_NODE_ADDED / XXNET_NODE_MOVED / XXNET_NODE_REMOVED, `peer_ip`/`peer_port`
+/// its address (the new one when it moved).
+pub const XXNET_EVENT_NODE_CHANGED: u32 = 15;
+
+/// XXNET_EVENT_NODE_CHANGED: a node was added to the directory.
+pub const XXNET_NODE_ADDED: u64 = 1;
+/// XXNET_EVENT_NODE_CHANGED: a node's address changed; its old session ended (pending calls: XXNET_E_NODE_MOVED).
+pub const XXNET_NODE_MOVED: u64 = 2;
+/// XXNET_EVENT_NODE_CHANGED: a node left the directory; its session ended (pending calls: XXNET_E_NODE_REMOVED).
+pub const XXNET_NODE_REMOVED: u64 = 3;
 
 /// Session state: the first connection is being made.
 pub const XXNET_PEER_CONNECTING: u32 = 1;
@@ -175,6 +215,16 @@ pub fn describe_cstr(code: c_int) -> &'static CStr {
         }
         XXNET_E_TRUNCATED => c"protocol error: connection ended mid-frame",
         XXNET_E_BAD_FRAME => c"protocol error: malformed frame",
+        XXNET_E_AUTH => c"authentication failed: no shared secret with the peer",
+        XXNET_E_TIMEOUT => c"call timed out",
+        XXNET_E_UNKNOWN_NODE => c"unknown node: not in the cluster directory",
+        XXNET_E_NODE_UNREACHABLE => c"node unreachable: connect attempts exhausted",
+        XXNET_E_NODE_DOWN => c"node went down while the call was pending",
+        XXNET_E_NODE_REMOVED => c"node removed from the cluster directory",
+        XXNET_E_NODE_MOVED => c"node moved to another address",
+        XXNET_E_NO_SERVICE => c"no such service on the called node",
+        XXNET_E_UNKNOWN_TOKEN => c"unknown or already answered reply token",
+        XXNET_E_CLUSTER_FILE => c"malformed cluster directory file",
         _ => c"unknown code",
     }
 }
@@ -243,6 +293,16 @@ mod tests {
             XXNET_E_MESSAGE_TOO_LARGE,
             XXNET_E_TRUNCATED,
             XXNET_E_BAD_FRAME,
+            XXNET_E_AUTH,
+            XXNET_E_TIMEOUT,
+            XXNET_E_UNKNOWN_NODE,
+            XXNET_E_NODE_UNREACHABLE,
+            XXNET_E_NODE_DOWN,
+            XXNET_E_NODE_REMOVED,
+            XXNET_E_NODE_MOVED,
+            XXNET_E_NO_SERVICE,
+            XXNET_E_UNKNOWN_TOKEN,
+            XXNET_E_CLUSTER_FILE,
         ];
         let mut seen = std::collections::HashSet::new();
         for c in codes {

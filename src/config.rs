@@ -34,6 +34,16 @@ pub struct Config {
     pub send_low_water: usize,
     /// Default deadline of a need-ack message.
     pub ack_timeout_ms: u64,
+    /// This node's name in the cluster directory (issue 5): announced in the
+    /// handshake, and the directory entry of that name is the address it listens on.
+    pub node_name: Option<String>,
+    /// Shared secret: when set, every connection proves knowledge of it in the
+    /// handshake (HMAC-SHA256 challenge-response) before anything else is accepted.
+    pub auth_secret: Option<Vec<u8>>,
+    /// Default deadline of a remote call.
+    pub call_timeout_ms: u64,
+    /// Calls to one node that may wait for its connection; more fail at once with XXNET_E_WOULD_BLOCK.
+    pub call_cache_limit: usize,
 }
 
 impl Config {
@@ -75,6 +85,17 @@ impl Config {
         if self.ack_timeout_ms == 0 {
             return Err("ack_timeout_ms must be at least 1".into());
         }
+        if self.call_timeout_ms == 0 {
+            return Err("call_timeout_ms must be at least 1".into());
+        }
+        if let Some(name) = &self.node_name {
+            if !crate::cluster::directory::valid_name(name) {
+                return Err(format!("node_name {name:?} is not a valid node name"));
+            }
+        }
+        if self.auth_secret.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err("auth_secret must not be empty (pass NULL for none)".into());
+        }
         if self.recv_queue_limit < self.fragment_size {
             return Err("recv_queue_limit must be at least fragment_size".into());
         }
@@ -99,6 +120,10 @@ impl Default for Config {
             send_high_water: 32 << 20,
             send_low_water: 16 << 20,
             ack_timeout_ms: 5_000,
+            node_name: None,
+            auth_secret: None,
+            call_timeout_ms: 10_000,
+            call_cache_limit: 1024,
         }
     }
 }

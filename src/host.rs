@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod rpc;
+pub use rpc::CallOpts;
+
 /// Per-message options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SendOpts {
@@ -78,6 +81,8 @@ struct HostState {
     lent: Vec<Event>,
     lent_bytes: usize,
     shut_down: bool,
+    /// Remote calls: directory, pending calls, reply tokens, services.
+    rpc: rpc::RpcState,
 }
 
 impl HostState {
@@ -104,6 +109,7 @@ pub struct Context {
     high_water: u64,
     low_water: u64,
     user_data_changes: std::sync::atomic::AtomicU64,
+    node_name: Option<String>,
 }
 
 impl Context {
@@ -116,6 +122,7 @@ impl Context {
         let recv_queue_limit = cfg.recv_queue_limit;
         let high_water = cfg.send_high_water as u64;
         let low_water = cfg.send_low_water as u64;
+        let node_name = cfg.node_name.clone();
         let handle = std::thread::Builder::new()
             .name("xxnet-reactor".into())
             .spawn(move || reactor::run(poll, reactor_end, cfg))
@@ -129,6 +136,7 @@ impl Context {
             high_water,
             low_water,
             user_data_changes: Default::default(),
+            node_name,
         })
     }
 
@@ -142,7 +150,7 @@ impl Context {
             return Err(XXNET_E_INTERNAL);
         }
         if st.shut_down {
-            return Err(XXNET_E_CLOSED);
+            return Err(XXNET_E_SHUTDOWN);
         }
         Ok(())
     }
@@ -157,6 +165,10 @@ impl Context {
     pub fn listen(&self, addr: SocketAddr) -> Result<u16, c_int> {
         let mut st = self.state();
         self.check_usable(&st)?;
+        self.listen_locked(&mut st, addr)
+    }
+
+    fn listen_locked(&self, st: &mut HostState, addr: SocketAddr) -> Result<u16, c_int> {
         let overlaps = |l: &SocketAddr| {
             addr.port() != 0
                 && l.port() == addr.port()
@@ -198,13 +210,38 @@ impl Context {
             }
             _ => {}
         }
-        let acct_id = self.account(&mut st, dest)?;
-        let len = data.len() as u64;
+        let acct_id = self.charge(&mut st, dest, data.len() as u64, false)?;
+        let track = if need_ack {
+            st.next_track += 1;
+            st.next_track
+        } else {
+            0
+        };
+        let payload = st.copy_payload(data);
+        drop(st);
+        self.submit(Command::Send(Outgoing {
+            dest,
+            lane: opts.lane,
+            msg_id: opts.msg_id,
+            data: payload,
+            track,
+            acct: acct_id,
+            ack_timeout_ms: if need_ack { opts.ack_timeout_ms } else { 0 },
+            flags: 0,
+        }))?;
+        Ok(track)
+    }
+
+    /// Charges `len` bytes to the backlog account of `dest` and returns the
+    /// account id, or refuses with `XXNET_E_WOULD_BLOCK` past the high-water
+    /// mark (unless `force`: replies are never refused).
+    fn charge(&self, st: &mut HostState, dest: Dest, len: u64, force: bool) -> Result<u32, c_int> {
+        let acct_id = self.account(st, dest)?;
         // Borrow the cached account (no Arc clone per send).
         let refused = {
             let acct: &Account = &st.last_account.as_ref().expect("set by account()").2;
             let outstanding = acct.bytes.load(Ordering::SeqCst);
-            if outstanding > 0 && outstanding + len > self.high_water {
+            if !force && outstanding > 0 && outstanding + len > self.high_water {
                 acct.blocked.store(true, Ordering::SeqCst);
                 // The reactor may have released everything between our load and
                 // the store: then no WRITABLE would come from it; owe it here.
@@ -223,24 +260,7 @@ impl Context {
             }
             return Err(XXNET_E_WOULD_BLOCK);
         }
-        let track = if need_ack {
-            st.next_track += 1;
-            st.next_track
-        } else {
-            0
-        };
-        let payload = st.copy_payload(data);
-        drop(st);
-        self.submit(Command::Send(Outgoing {
-            dest,
-            lane: opts.lane,
-            msg_id: opts.msg_id,
-            data: payload,
-            track,
-            acct: acct_id,
-            ack_timeout_ms: if need_ack { opts.ack_timeout_ms } else { 0 },
-        }))?;
-        Ok(track)
+        Ok(acct_id)
     }
 
     /// The backlog account of `dest`, opened (and announced to the reactor) on first use.
@@ -353,10 +373,27 @@ impl Context {
                 None => {} // a timer came due: fire it on the next round
             }
         }
-        let n = max.min(st.pending.len());
         let mut lent = std::mem::take(&mut st.lent);
-        lent.extend(st.pending.drain(..n));
-        for ev in lent.iter_mut() {
+        while lent.len() < max {
+            let Some(mut ev) = st.pending.pop_front() else {
+                break;
+            };
+            if Self::admit(&mut st, &mut ev) {
+                lent.push(ev);
+            }
+        }
+        for (i, ev) in lent.iter().enumerate() {
+            visit(i, ev);
+        }
+        let n = lent.len();
+        st.lent = lent;
+        n
+    }
+
+    /// Host-side bookkeeping of an event about to be handed out; false drops it.
+    fn admit(st: &mut HostState, ev: &mut Event) -> bool {
+        {
+            st.lent_bytes += ev.queued_bytes();
             if ev.conn != 0 {
                 if let Some(&u) = st.user_data.get(&ev.conn) {
                     ev.user_data = u;
@@ -378,15 +415,14 @@ impl Context {
                         st.last_account = None;
                     }
                 }
-                XXNET_EVENT_MESSAGE => st.lent_bytes += ev.data.len(),
+                XXNET_EVENT_CALL_REQUEST | XXNET_EVENT_CALL_RESULT => return st.rpc.admit(ev),
                 _ => {}
             }
+            if ev.kind == XXNET_EVENT_DISCONNECTED {
+                st.rpc.conn_gone(ev.conn);
+            }
         }
-        for (i, ev) in lent.iter().enumerate() {
-            visit(i, ev);
-        }
-        st.lent = lent;
-        n
+        true
     }
 
     /// Appends a TIMER event for every timer due at `now`.
@@ -492,8 +528,11 @@ impl Context {
         }
     }
 
-    /// Stops the reactor, joins it, closes every socket. Idempotent.
-    pub fn shutdown(&self) {
+    /// Stops the reactor, joins it, closes every socket (peers are told with
+    /// GOAWAY). Events already produced stay queued for `poll`, followed by a
+    /// CALL_RESULT with `XXNET_E_SHUTDOWN` for every call still pending; later
+    /// sends and calls return `XXNET_E_SHUTDOWN`. Idempotent.
+    pub fn close_network(&self) {
         {
             let mut st = self.state();
             if st.shut_down {
@@ -512,9 +551,19 @@ impl Context {
             let _ = h.join();
         }
         let mut st = self.state();
+        while let Ok(batch) = self.link.events.try_recv() {
+            st.pending.extend(batch);
+        }
+        let HostState { rpc, pending, .. } = &mut *st;
+        rpc.resolve_all(XXNET_E_SHUTDOWN, pending);
+    }
+
+    /// `close_network`, then drops every queued event. Idempotent.
+    pub fn shutdown(&self) {
+        self.close_network();
+        let mut st = self.state();
         st.pending.clear();
         st.lent.clear();
-        while self.link.events.try_recv().is_ok() {}
     }
 
     /// Test hook: makes the reactor thread panic.

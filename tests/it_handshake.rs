@@ -239,10 +239,12 @@ fn raw_client_data_and_extensions() {
     let mut node = Node::new();
     let pn = node.listen("127.0.0.1");
     let mut raw = Raw::connect(pn);
-    // A HELLO with trailing extension bytes is accepted.
+    // A HELLO with an extension of a later revision (unknown TLV type 0xEE,
+    // 7 bytes of value: docs/PROTOCOL.md §3, Extensions) is accepted.
     let mut out = PREFACE.to_vec();
     let mut hello = hello_frame(random_instance(), 1, None);
-    hello.extend_from_slice(&[0xEE; 10]);
+    hello.extend_from_slice(&[0xEE, 7, 0]);
+    hello.extend_from_slice(&[0xEE; 7]);
     let len = u32::from_le_bytes(hello[0..4].try_into().unwrap()) + 10;
     hello[0..4].copy_from_slice(&len.to_le_bytes());
     out.extend(hello);

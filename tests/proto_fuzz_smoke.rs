@@ -7,7 +7,9 @@ mod body;
 
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
-use xxnet::proto::handshake::{encode_ack, encode_goaway, encode_ping, encode_pong};
+use xxnet::proto::handshake::{
+    encode_ack, encode_auth, encode_challenge, encode_goaway, encode_ping, encode_pong,
+};
 use xxnet::proto::{
     AckStatus, FrameDecoder, FrameHeader, FrameType, Hello, HelloAck, Outbound, Preface,
     ProtoError, Reassembler, SessionSync, WriteBuf,
@@ -50,8 +52,13 @@ fn valid_stream(rng: &mut Rng) -> Vec<u8> {
             instance: rng.next(),
             nonce: rng.next() | 1,
             listen,
+            name: (rng.below(2) == 0).then(|| format!("n{}", rng.next() % 1000)),
+            challenge: (rng.below(2) == 0).then(|| [rng.next() as u8; 16]),
         }
         .encode(&mut head);
+        if rng.below(2) == 0 {
+            encode_auth(&[rng.next() as u8; 32], &mut head);
+        }
     } else {
         HelloAck {
             sync: Default::default(),
@@ -59,8 +66,13 @@ fn valid_stream(rng: &mut Rng) -> Vec<u8> {
             instance: rng.next(),
             abandoned_nonce: 0,
             listen,
+            name: (rng.below(2) == 0).then(|| format!("n{}", rng.next() % 1000)),
+            proof: (rng.below(2) == 0).then(|| [rng.next() as u8; 32]),
         }
         .encode(&mut head);
+        if rng.below(2) == 0 {
+            encode_challenge(&[rng.next() as u8; 16], &mut head);
+        }
     }
     encode_ping(rng.next(), &mut head);
     encode_ack(&[rng.next() as u32, 1, 2, 3], &mut head);
@@ -199,7 +211,7 @@ fn fuzz_smoke_random_frames() {
         let mut s = vec![rng.next() as u8 | 0x80];
         for _ in 0..1 + rng.below(8) {
             let body_len = rng.below(40);
-            let kind = 1 + rng.below(6) as u8;
+            let kind = 1 + rng.below(9) as u8;
             let data = kind == FrameType::Data as u8;
             let flags = if data { rng.below(4) as u8 } else { 0 };
             let lane = if data { rng.below(4) as u8 } else { 0 };

@@ -47,6 +47,8 @@ fn hello() -> Hello {
         instance: 0x1111,
         nonce: 0x2222,
         listen: Some("127.0.0.1:9000".parse().unwrap()),
+        name: Some("sender".into()),
+        challenge: Some([0x3C; 16]),
     }
 }
 

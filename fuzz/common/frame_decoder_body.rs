@@ -16,7 +16,9 @@
 #![allow(dead_code)]
 
 use bytes::BytesMut;
-use xxnet::proto::handshake::{decode_ack, decode_goaway, decode_ping_token, encode_ack};
+use xxnet::proto::handshake::{
+    decode_ack, decode_auth, decode_challenge, decode_goaway, decode_ping_token, encode_ack,
+};
 use xxnet::proto::{
     FrameDecoder, FrameHeader, FrameType, Hello, HelloAck, Preface, ProtoError, Reassembler,
 };
@@ -195,6 +197,14 @@ fn frame(
             for a in acked {
                 mix(&mut out.digest, a as u64);
             }
+        }
+        FrameType::Challenge => {
+            let c = decode_challenge(&body).expect("decoder checked the CHALLENGE body size");
+            mix(&mut out.digest, c[0] as u64);
+        }
+        FrameType::Auth => {
+            let p = decode_auth(&body).expect("decoder checked the AUTH body size");
+            mix(&mut out.digest, p[0] as u64);
         }
     }
     Ok(())

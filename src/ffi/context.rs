@@ -12,7 +12,7 @@ use std::time::Duration;
 /// (they are serialised internally, but events and borrowed payloads belong
 /// to whichever thread polls). Use one context per host thread.
 pub struct xxnet_ctx {
-    inner: Context,
+    pub(crate) inner: Context,
     pub(crate) handlers: std::sync::Mutex<super::dispatch::Handlers>,
     pub(crate) dispatching: std::sync::atomic::AtomicBool,
     pub(crate) dispatch_buf: std::sync::Mutex<Vec<xxnet_event>>,

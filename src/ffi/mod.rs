@@ -13,6 +13,7 @@
 pub mod context;
 pub mod dispatch;
 pub mod logging;
+pub mod rpc;
 pub mod types;
 
 use crate::codes::*;

@@ -43,6 +43,21 @@ pub struct xxnet_config {
     pub send_low_water: u64,
     /// Default deadline in ms of a need-ack message (default 5000).
     pub ack_timeout_ms: u32,
+    /// This node's name in the cluster directory, or NULL. It is announced to peers (CALL_REQUEST
+    /// events carry it), and the directory entry of this name is the address the node listens on.
+    /// Read only during xxnet_new.
+    pub node_name: *const c_char,
+    /// Shared secret of the cluster, or NULL: then every connection must prove knowledge of the
+    /// same secret in its handshake (HMAC-SHA256 challenge-response; the secret never travels)
+    /// before any message or call is accepted. Read only during xxnet_new.
+    pub auth_secret: *const u8,
+    /// Length of `auth_secret` in bytes (ignored when it is NULL; must be positive otherwise).
+    pub auth_secret_len: usize,
+    /// Default deadline in ms of a remote call (default 10000).
+    pub call_timeout_ms: u32,
+    /// Calls to one node that may wait while it is not connected; more fail at once with
+    /// XXNET_E_WOULD_BLOCK (default 1024).
+    pub call_cache_limit: u32,
 }
 
 impl Default for xxnet_config {
@@ -63,6 +78,11 @@ impl Default for xxnet_config {
             send_high_water: c.send_high_water as u64,
             send_low_water: c.send_low_water as u64,
             ack_timeout_ms: c.ack_timeout_ms as u32,
+            node_name: std::ptr::null(),
+            auth_secret: std::ptr::null(),
+            auth_secret_len: 0,
+            call_timeout_ms: c.call_timeout_ms as u32,
+            call_cache_limit: c.call_cache_limit as u32,
         }
     }
 }
@@ -71,8 +91,24 @@ impl xxnet_config {
     /// Converts and validates.
     ///
     /// # Safety
-    /// `advertise_ip` is NULL or a NUL-terminated string.
+    /// `advertise_ip` and `node_name` are NULL or NUL-terminated strings;
+    /// `auth_secret` is NULL or points to `auth_secret_len` readable bytes.
     pub(crate) unsafe fn to_config(self) -> Result<Config, String> {
+        let node_name = if self.node_name.is_null() {
+            None
+        } else {
+            Some(
+                CStr::from_ptr(self.node_name)
+                    .to_str()
+                    .map_err(|_| "node_name is not UTF-8".to_string())?
+                    .to_string(),
+            )
+        };
+        let auth_secret = if self.auth_secret.is_null() {
+            None
+        } else {
+            Some(std::slice::from_raw_parts(self.auth_secret, self.auth_secret_len).to_vec())
+        };
         let advertise_ip = if self.advertise_ip.is_null() {
             None
         } else {
@@ -99,6 +135,10 @@ impl xxnet_config {
             send_high_water: usize::try_from(self.send_high_water).unwrap_or(usize::MAX),
             send_low_water: usize::try_from(self.send_low_water).unwrap_or(usize::MAX),
             ack_timeout_ms: self.ack_timeout_ms as u64,
+            node_name,
+            auth_secret,
+            call_timeout_ms: self.call_timeout_ms as u64,
+            call_cache_limit: self.call_cache_limit as usize,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -132,9 +172,34 @@ impl xxnet_send_opts {
     }
 }
 
+/// Options for `xxnet_call_ex` and `xxnet_cast_ex`. Zero-initialised means defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct xxnet_call_opts {
+    /// Lane 0..XXNET_LANES-1 (0: default, 1: bulk). Calls and casts to one node on one lane arrive
+    /// in the order they were made; the reply travels on the request's lane.
+    pub lane: u32,
+    /// Deadline of a call in ms (0: the config's call_timeout_ms). Ignored by casts.
+    pub timeout_ms: u32,
+    /// Reserved flag bits; must be 0 for now (unknown bits return XXNET_E_INVALID_ARG).
+    pub flags: u32,
+}
+
+impl xxnet_call_opts {
+    pub(crate) fn to_opts(self) -> Result<crate::host::CallOpts, c_int> {
+        if self.lane >= XXNET_LANES || self.flags != 0 {
+            return Err(XXNET_E_INVALID_ARG);
+        }
+        Ok(crate::host::CallOpts {
+            lane: self.lane as u8,
+            timeout_ms: self.timeout_ms,
+        })
+    }
+}
+
 /// One event drained by `xxnet_poll_recv`. Which fields are meaningful depends on `kind`.
 ///
-/// `data` and `text` are borrowed: they stay valid until the next
+/// `data`, `node` and `service` are borrowed: they stay valid until the next
 /// `xxnet_poll_recv` or `xxnet_free` on the same context. Copy what you keep.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -165,6 +230,12 @@ pub struct xxnet_event {
     pub len: usize,
     /// The connection's user data (xxnet_conn_set_user_data), or a TIMER's user data.
     pub user_data: u64,
+    /// Node name, NUL-terminated (CALL_REQUEST: the calling node, empty for an unnamed client;
+    /// CALL_RESULT: the node called; NODE_CHANGED: the node). Never NULL: "" when not meaningful.
+    pub node: *const c_char,
+    /// Service name, NUL-terminated (CALL_REQUEST; SEND_FAILED of a cast refused with
+    /// XXNET_E_NO_SERVICE). Never NULL: "" when not meaningful.
+    pub service: *const c_char,
 }
 
 impl xxnet_event {
@@ -182,6 +253,8 @@ impl xxnet_event {
         data: std::ptr::null(),
         len: 0,
         user_data: 0,
+        node: EMPTY_TEXT.as_ptr(),
+        service: EMPTY_TEXT.as_ptr(),
     };
 
     /// Converts an event; `ip_cache` keeps the last formatted address so a
@@ -214,9 +287,18 @@ impl xxnet_event {
             out.data = ev.data.as_ptr();
             out.len = ev.data.len();
         }
+        // Names are stored NUL-terminated by the producers.
+        if ev.node.last() == Some(&0) {
+            out.node = ev.node.as_ptr() as *const c_char;
+        }
+        if ev.service.last() == Some(&0) {
+            out.service = ev.service.as_ptr() as *const c_char;
+        }
         out
     }
 }
+
+static EMPTY_TEXT: &std::ffi::CStr = c"";
 
 fn write_ip(dst: &mut [c_char; 48], ip: IpAddr) {
     use std::io::Write;

@@ -301,6 +301,8 @@ mod tests {
             (FrameType::Hello, 51),
             (FrameType::HelloAck, 52),
             (FrameType::Ack, 16),
+            (FrameType::Challenge, 16),
+            (FrameType::Auth, 32),
         ];
         for (kind, min) in cases {
             // One byte short fails with only the header present.
@@ -362,7 +364,7 @@ mod tests {
 
         let mut s = Preface::BYTES.to_vec();
         let mut h = FrameHeader::data(0, 3, 0, 0, 1).to_bytes();
-        h[4] = 9;
+        h[4] = 10;
         s.extend(h);
         assert_eq!(
             decode_all(&s).unwrap_err(),

@@ -8,13 +8,16 @@
 //! *peer* is the other node (or client) and its [`Session`], which outlives
 //! links. The host's `conn` id names a peer's session.
 
+use super::auth::{self, Challenge, ChallengeSource};
 use super::event::Event;
 use super::handshake::{self, SessionSync};
 use super::outbound::MsgTag;
 use super::pool::{decide_hello, HelloDecision, PeerView};
+use super::rpc::{self, Rpc};
 use super::session::{Accept, Report, Session, SessionEvent};
 use super::{
-    AckStatus, FrameDecoder, FrameType, Hello, HelloAck, Preface, ProtoError, Reassembler, WriteBuf,
+    AckStatus, Cancel, FrameDecoder, FrameType, Hello, HelloAck, Preface, ProtoError, Reassembler,
+    WriteBuf,
 };
 use crate::codes::*;
 use crate::config::Config;
@@ -22,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 use slab::Slab;
 use smallvec::SmallVec;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::os::raw::c_int;
 use std::time::{Duration, Instant};
@@ -65,9 +68,23 @@ pub struct Outgoing {
     /// `MsgTag` would carry 4 bytes of padding into every command).
     pub track: u64,
     pub acct: u32,
-    /// Deadline of a need-ack message in ms after the reactor takes it (0: the config default).
+    /// Deadline of a need-ack message (or of a call) in ms after the reactor takes it (0: the config default).
     /// (A u32 instead of an `Option<Instant>` keeps the command 16 bytes smaller.)
     pub ack_timeout_ms: u32,
+    /// Extra DATA flags ([`rpc::FLAG`] for calls, casts and replies; else 0).
+    pub flags: u8,
+}
+
+/// `Outgoing::track` of a call request: this bit plus the call's session.
+pub const CALL_BIT: u64 = 1 << 63;
+
+/// A call this node made that has not resolved yet.
+#[derive(Debug)]
+struct PendingCall {
+    pid: usize,
+    lane: u8,
+    acct: u32,
+    deadline: Instant,
 }
 
 /// Counters (monotonic) the reactor publishes.
@@ -88,6 +105,8 @@ pub struct Counters {
     pub failed_msgs: u64,
     pub failed_bytes: u64,
     pub reconnects: u64,
+    /// Handshakes that failed authentication, either side (docs/PROTOCOL.md §3).
+    pub auth_failures: u64,
 }
 
 /// Session state as the host sees it.
@@ -126,6 +145,9 @@ enum LinkState {
     AwaitAck,
     /// Inbound: waiting for the peer's preface and HELLO.
     AwaitHello,
+    /// Inbound with a shared secret: HELLO held, CHALLENGE sent, waiting
+    /// for AUTH. Nothing else is accepted (§3 "Authentication").
+    AwaitAuth,
     /// Handshake done; DATA flows.
     Established,
     /// Refused: flush the HELLO_ACK, then close.
@@ -155,6 +177,23 @@ struct Link {
     flush_listed: bool,
     /// When the link's timer is scheduled.
     timer_at: Option<Instant>,
+    /// Authentication state while handshaking with a shared secret.
+    auth: Option<Box<LinkAuth>>,
+    /// Our preface went out (with HELLO, or before a CHALLENGE).
+    preface_sent: bool,
+}
+
+/// One handshake's authentication (docs/PROTOCOL.md §3 "Authentication").
+#[derive(Debug)]
+struct LinkAuth {
+    /// Our challenge: Cc in our HELLO (connector), Ca in our CHALLENGE (acceptor).
+    ours: Challenge,
+    /// The other side's: Ca once its CHALLENGE came (connector), Cc from the HELLO (acceptor).
+    theirs: Option<Challenge>,
+    /// SHA-256 of the HELLO body.
+    hello_digest: [u8; 32],
+    /// Acceptor: the HELLO, held until AUTH proves the connector.
+    hello: Option<Hello>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +213,9 @@ struct Peer {
     /// The peer's instance (0 until a handshake).
     instance: u64,
     shown: SocketAddr,
+    /// The peer's node name as announced in its handshake, NUL-terminated
+    /// (empty until known, or if it announces none).
+    name: Bytes,
     session: Session,
     active: Option<usize>,
     attempt: Option<usize>,
@@ -194,6 +236,10 @@ struct Peer {
     timer_at: Option<Instant>,
     flush_listed: bool,
     snapshot_dirty: bool,
+    /// Pending calls to this peer (entries of `Endpoint::calls`).
+    calls: usize,
+    /// Of those, calls made while it had no connection (the bounded call cache).
+    waiting_calls: usize,
 }
 
 impl Peer {
@@ -214,6 +260,8 @@ pub struct Endpoint {
     cfg: Config,
     instance: u64,
     rng: u64,
+    /// Authentication challenges (keyed from the OS by the reactor).
+    challenges: ChallengeSource,
     next_nonce: u64,
     next_serial: u64,
     next_conn: u64,
@@ -241,6 +289,12 @@ pub struct Endpoint {
     held_bytes: u64,
     last_dest: Option<(SocketAddr, usize)>,
     shutting_down: bool,
+    /// Calls made and not resolved, by session.
+    calls: HashMap<u64, PendingCall>,
+    /// Call deadlines (stale entries are skipped; compacted when mostly stale).
+    call_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Services registered by the host (names without NUL).
+    services: HashSet<Box<[u8]>>,
 }
 
 impl Endpoint {
@@ -250,6 +304,7 @@ impl Endpoint {
             cfg,
             instance,
             rng: seed | 1,
+            challenges: ChallengeSource::from_seed(seed, instance),
             next_nonce: 1,
             next_serial: 1,
             next_conn: 1,
@@ -273,6 +328,9 @@ impl Endpoint {
             held_bytes: 0,
             last_dest: None,
             shutting_down: false,
+            calls: HashMap::new(),
+            call_deadlines: BinaryHeap::new(),
+            services: HashSet::new(),
         }
     }
 
@@ -293,6 +351,22 @@ impl Endpoint {
                 return v;
             }
         }
+    }
+
+    /// Keys the generator of authentication challenges with 32 bytes from
+    /// the operating system's random source (the reactor does, before any
+    /// connection). Without this call challenges derive from `new`'s seed:
+    /// deterministic for simulations, but guessable.
+    pub fn seed_challenges(&mut self, key: [u8; 32]) {
+        self.challenges = ChallengeSource::new(key);
+    }
+
+    /// The node name the peer of session `conn` announced in its last
+    /// handshake (without the NUL); None for an unknown session or a peer
+    /// that announced none.
+    pub fn peer_name(&self, conn: u64) -> Option<&[u8]> {
+        let p = &self.peers[*self.by_conn.get(&conn)?];
+        p.name.split_last().map(|(_nul, name)| name)
     }
 
     // ----- outputs ---------------------------------------------------------
@@ -413,7 +487,12 @@ impl Endpoint {
 
     /// The earliest deadline.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let t = self.timers.peek().map(|Reverse((at, _))| *at);
+        let c = self.call_deadlines.peek().map(|Reverse((at, _))| *at);
+        match (t, c) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn list_flush(&mut self, link: usize) {
@@ -498,6 +577,7 @@ impl Endpoint {
     /// them wait for the next call, so a condition that stays true cannot
     /// spin here.
     pub fn on_timeout(&mut self, now: Instant) {
+        self.expire_calls(now);
         let mut due = Vec::new();
         while let Some(&Reverse((at, timer))) = self.timers.peek() {
             if at > now {
@@ -640,6 +720,7 @@ impl Endpoint {
             keys: SmallVec::new(),
             instance: 0,
             shown,
+            name: Bytes::new(),
             session: Session::new(send_id, self.cfg.fragment_size),
             active: None,
             attempt: None,
@@ -655,6 +736,8 @@ impl Endpoint {
             timer_at: None,
             flush_listed: false,
             snapshot_dirty: false,
+            calls: 0,
+            waiting_calls: 0,
         });
         self.by_conn.insert(id, pid);
         if let Some(k) = key {
@@ -697,16 +780,20 @@ impl Endpoint {
                 None => return self.fail_unrouted(id, &m),
             },
         };
+        let track = m.track;
+        if track & CALL_BIT != 0 && !self.start_call(pid, &m, now) {
+            return;
+        }
         self.held_msgs += 1;
         self.held_bytes += m.data.len() as u64;
         let p = &mut self.peers[pid];
-        let track = m.track;
         let tag = MsgTag {
             track,
             acct: m.acct,
+            flags: m.flags,
         };
         p.session.out.push_tagged(m.lane, m.msg_id, m.data, tag);
-        if track != 0 {
+        if track != 0 && track & CALL_BIT == 0 {
             let ms = match m.ack_timeout_ms {
                 0 => self.cfg.ack_timeout_ms,
                 ms => ms as u64,
@@ -838,6 +925,8 @@ impl Endpoint {
             read_paused: false,
             flush_listed: false,
             timer_at: None,
+            auth: None,
+            preface_sent: false,
         })
     }
 
@@ -849,23 +938,40 @@ impl Endpoint {
         if l.state != LinkState::Connecting {
             return;
         }
-        let pid = l.peer;
+        let (pid, nonce) = (l.peer, l.nonce);
         let sync = pid
             .map(|p| self.peers[p].session.sync())
             .unwrap_or_default();
+        let challenge = match self.cfg.auth_secret {
+            Some(_) => Some(self.challenges.next_challenge()),
+            None => None,
+        };
         let hello = Hello {
             sync,
             instance: self.instance,
-            nonce: l.nonce,
+            nonce,
             listen: self.announced(Some(local.ip())),
+            name: self.cfg.node_name.clone(),
+            challenge,
         };
+        let mut b = BytesMut::with_capacity(128);
+        b.extend_from_slice(&Preface::BYTES);
+        hello.encode(&mut b);
+        let auth = challenge.map(|cc| {
+            let body = &b[Preface::LEN + super::FrameHeader::LEN..];
+            Box::new(LinkAuth {
+                ours: cc,
+                theirs: None,
+                hello_digest: auth::hello_digest(body),
+                hello: None,
+            })
+        });
         let l = &mut self.links[link];
         l.local = Some(local);
         l.state = LinkState::AwaitAck;
         l.last_recv = now;
-        let mut b = BytesMut::with_capacity(96);
-        b.extend_from_slice(&Preface::BYTES);
-        hello.encode(&mut b);
+        l.auth = auth;
+        l.preface_sent = true;
         l.wbuf.put_slice(&b);
         self.list_flush(link);
     }
@@ -888,6 +994,8 @@ impl Endpoint {
                 abandoned_nonce: 0,
                 listen: self.announced(Some(local.ip())),
                 sync: SessionSync::default(),
+                name: None,
+                proof: None,
             };
             let mut b = BytesMut::with_capacity(96);
             b.extend_from_slice(&Preface::BYTES);
@@ -1001,6 +1109,16 @@ impl Endpoint {
                     let rearm = p.session.owe_ack(len, now, ACK_DELAY);
                     self.counters.msgs_in += 1;
                     self.counters.bytes_in += len as u64;
+                    if rearm {
+                        self.arm_peer(pid);
+                    }
+                    if msg.flags & rpc::FLAG != 0 {
+                        let m =
+                            rpc::decode(&msg.payload).map_err(|e| self.protocol_error(link, e))?;
+                        self.on_rpc(pid, msg.lane, m);
+                        continue;
+                    }
+                    let p = &self.peers[pid];
                     self.event_bytes += len;
                     self.events.push(Event {
                         kind: XXNET_EVENT_MESSAGE,
@@ -1011,9 +1129,6 @@ impl Endpoint {
                         data: msg.payload,
                         ..Event::default()
                     });
-                    if rearm {
-                        self.arm_peer(pid);
-                    }
                 }
                 (LinkState::Established, FrameType::Ack) => {
                     let pid = l.peer.expect("established link has a peer");
@@ -1044,7 +1159,22 @@ impl Endpoint {
                 (LinkState::AwaitHello, FrameType::Hello) => {
                     let hello =
                         Hello::decode(&frame.body).map_err(|e| self.protocol_error(link, e))?;
-                    self.on_hello(link, hello, now);
+                    if self.cfg.auth_secret.is_some() {
+                        // Nothing with side effects before the connector proves itself.
+                        self.challenge(link, hello, &frame.body);
+                    } else {
+                        self.on_hello(link, hello, now);
+                    }
+                }
+                (LinkState::AwaitAuth, FrameType::Auth) => {
+                    let proof = handshake::decode_auth(&frame.body)
+                        .map_err(|e| self.protocol_error(link, e))?;
+                    self.on_auth(link, &proof, now);
+                }
+                (LinkState::AwaitAck, FrameType::Challenge) => {
+                    let ca = handshake::decode_challenge(&frame.body)
+                        .map_err(|e| self.protocol_error(link, e))?;
+                    self.on_challenge(link, ca)?;
                 }
                 (LinkState::AwaitAck, FrameType::HelloAck) => {
                     let ack =
@@ -1085,7 +1215,18 @@ impl Endpoint {
                     pid
                 }
             };
-            self.establish(link, pid, hello.instance, &hello.sync, 0, false, ours, now);
+            let name = hello.name.as_deref();
+            self.establish(
+                link,
+                pid,
+                hello.instance,
+                &hello.sync,
+                0,
+                false,
+                ours,
+                name,
+                now,
+            );
             return;
         };
         let pid = self.by_addr.get(&theirs).copied();
@@ -1146,26 +1287,146 @@ impl Endpoint {
             abandoned,
             false,
             ours,
+            hello.name.as_deref(),
             now,
         );
     }
 
     /// Answers a HELLO with a duplicate refusal, then closes.
     fn refuse_duplicate(&mut self, link: usize, ours: Option<SocketAddr>) {
+        self.refuse(link, AckStatus::Duplicate, ours);
+    }
+
+    /// Answers a HELLO with a refusing HELLO_ACK, then closes.
+    fn refuse(&mut self, link: usize, status: AckStatus, ours: Option<SocketAddr>) {
         let ack = HelloAck {
-            status: AckStatus::Duplicate,
+            status,
             instance: self.instance,
             abandoned_nonce: 0,
             listen: ours,
             sync: SessionSync::default(),
+            name: None,
+            proof: None,
         };
         let l = &mut self.links[link];
         let mut b = BytesMut::with_capacity(96);
-        b.extend_from_slice(&Preface::BYTES);
+        if !l.preface_sent {
+            b.extend_from_slice(&Preface::BYTES);
+            l.preface_sent = true;
+        }
         ack.encode(&mut b);
         l.wbuf.put_slice(&b);
         l.state = LinkState::Closing;
+        l.auth = None;
         self.list_flush(link);
+    }
+
+    /// Acceptor with a secret, on HELLO: holds it and challenges the
+    /// connector. Nothing else happens (no tie-break, no session, no link
+    /// replaced) until AUTH proves it knows the secret.
+    fn challenge(&mut self, link: usize, hello: Hello, body: &[u8]) {
+        let Some(cc) = hello.challenge else {
+            self.auth_refuse(
+                link,
+                AckStatus::AuthRequired,
+                "sent no challenge (no auth_secret?)",
+            );
+            return;
+        };
+        let ca = self.challenges.next_challenge();
+        let mut b = BytesMut::with_capacity(Preface::LEN + 32);
+        b.extend_from_slice(&Preface::BYTES);
+        handshake::encode_challenge(&ca, &mut b);
+        let l = &mut self.links[link];
+        l.auth = Some(Box::new(LinkAuth {
+            ours: ca,
+            theirs: Some(cc),
+            hello_digest: auth::hello_digest(body),
+            hello: Some(hello),
+        }));
+        l.state = LinkState::AwaitAuth;
+        l.preface_sent = true;
+        l.wbuf.put_slice(&b);
+        self.list_flush(link);
+    }
+
+    /// Acceptor, on AUTH: a right proof carries on with the held HELLO
+    /// exactly as without a secret; a wrong one is refused.
+    fn on_auth(&mut self, link: usize, proof: &auth::Proof, now: Instant) {
+        let secret = self
+            .cfg
+            .auth_secret
+            .as_deref()
+            .expect("AwaitAuth only with a secret");
+        let a = self.links[link]
+            .auth
+            .as_mut()
+            .expect("AwaitAuth has auth state");
+        let cc = a.theirs.expect("the HELLO's challenge");
+        if !auth::verify_connector(secret, &a.ours, &cc, &a.hello_digest, proof) {
+            self.auth_refuse(
+                link,
+                AckStatus::AuthFailed,
+                "failed authentication (another auth_secret?)",
+            );
+            return;
+        }
+        let hello = a.hello.take().expect("the held HELLO");
+        self.on_hello(link, hello, now);
+    }
+
+    /// Acceptor: refuses a connector that did not authenticate, then closes.
+    fn auth_refuse(&mut self, link: usize, status: AckStatus, why: &str) {
+        self.counters.auth_failures += 1;
+        log::warn!(target: "xxnet::endpoint", "refusing {}: it {why}", self.links[link].remote);
+        self.refuse(link, status, None);
+    }
+
+    /// Connector, on CHALLENGE: answers with its proof (AUTH); without a
+    /// secret the attempt fails.
+    fn on_challenge(&mut self, link: usize, ca: Challenge) -> Result<(), c_int> {
+        let Some(secret) = self.cfg.auth_secret.as_deref() else {
+            return Err(self.auth_failed(link, "requires authentication; no auth_secret is set"));
+        };
+        let l = &mut self.links[link];
+        let a = l
+            .auth
+            .as_mut()
+            .expect("a connector with a secret sent a challenge");
+        if a.theirs.is_some() {
+            return Err(self.protocol_error(link, ProtoError::BadFrame("second CHALLENGE")));
+        }
+        a.theirs = Some(ca);
+        let proof = auth::connector_proof(secret, &ca, &a.ours, &a.hello_digest);
+        let mut b = BytesMut::with_capacity(48);
+        handshake::encode_auth(&proof, &mut b);
+        l.wbuf.put_slice(&b);
+        self.list_flush(link);
+        Ok(())
+    }
+
+    /// Connector: whether an accepting HELLO_ACK completes authentication
+    /// (always, without a secret): a CHALLENGE came, and the HELLO_ACK's
+    /// proof shows the acceptor knows the secret.
+    fn acceptor_proved(&self, link: usize, ack: &HelloAck) -> bool {
+        let Some(secret) = self.cfg.auth_secret.as_deref() else {
+            return true;
+        };
+        let Some(a) = self.links[link].auth.as_deref() else {
+            return false;
+        };
+        match (a.theirs, ack.proof) {
+            (Some(ca), Some(p)) => auth::verify_acceptor(secret, &a.ours, &ca, &a.hello_digest, &p),
+            _ => false,
+        }
+    }
+
+    /// Connector: authentication failed; logged and counted. The attempt
+    /// fails with XXNET_E_AUTH, which ends the session (no retry).
+    fn auth_failed(&mut self, link: usize, why: &str) -> c_int {
+        self.counters.auth_failures += 1;
+        log::warn!(target: "xxnet::endpoint", "peer {} {why}", self.links[link].remote);
+        XXNET_E_AUTH
     }
 
     fn on_hello_ack(&mut self, link: usize, ack: HelloAck, now: Instant) -> Result<(), c_int> {
@@ -1177,6 +1438,10 @@ impl Endpoint {
         }
         match ack.status {
             AckStatus::Accepted => {
+                if !self.acceptor_proved(link, &ack) {
+                    let why = "accepted us without proving it knows our auth_secret";
+                    return Err(self.auth_failed(link, why));
+                }
                 self.peers[pid].attempt = None;
                 if ack.abandoned_nonce != 0 {
                     let p = &mut self.peers[pid];
@@ -1189,7 +1454,8 @@ impl Endpoint {
                     self.add_key(pid, listen);
                     self.peers[pid].shown = listen;
                 }
-                self.establish(link, pid, ack.instance, &ack.sync, 0, true, None, now);
+                let name = ack.name.as_deref();
+                self.establish(link, pid, ack.instance, &ack.sync, 0, true, None, name, now);
                 Ok(())
             }
             AckStatus::Duplicate => {
@@ -1204,6 +1470,12 @@ impl Endpoint {
                 Err(XXNET_E_DUPLICATE_CONN)
             }
             AckStatus::Busy => Err(XXNET_E_PEER_BUSY),
+            AckStatus::AuthRequired => {
+                Err(self.auth_failed(link, "requires authentication; no auth_secret is set"))
+            }
+            AckStatus::AuthFailed => {
+                Err(self.auth_failed(link, "refused our authentication (another auth_secret?)"))
+            }
         }
     }
 
@@ -1218,13 +1490,17 @@ impl Endpoint {
         abandoned: u64,
         initiated: bool,
         ours: Option<SocketAddr>,
+        name: Option<&str>,
         now: Instant,
     ) {
         let mut evs = std::mem::take(&mut self.scratch);
         let resumed = self.peers[pid]
             .session
             .on_handshake(instance, theirs, &mut evs);
+        self.peers[pid].waiting_calls = 0;
         if resumed.restarted || resumed.ended_by_peer {
+            // Requests of pending calls were just dropped with the old session.
+            self.fail_peer_calls(pid, XXNET_E_NODE_DOWN, false);
             let code = if resumed.restarted {
                 XXNET_E_PEER_RESTARTED
             } else {
@@ -1258,20 +1534,38 @@ impl Endpoint {
         self.scratch = evs;
         if !initiated {
             // The acceptor answers after applying the connector's block.
+            // After a CHALLENGE / AUTH exchange it proves we know the secret too.
+            let proof = self.links[link].auth.as_deref().and_then(|a| {
+                let secret = self.cfg.auth_secret.as_deref()?;
+                Some(auth::acceptor_proof(
+                    secret,
+                    &a.theirs?,
+                    &a.ours,
+                    &a.hello_digest,
+                ))
+            });
             let ack = HelloAck {
                 status: AckStatus::Accepted,
                 instance: self.instance,
                 abandoned_nonce: abandoned,
                 listen: ours,
                 sync: self.peers[pid].session.sync(),
+                name: self.cfg.node_name.clone(),
+                proof,
             };
-            let mut b = BytesMut::with_capacity(96);
-            b.extend_from_slice(&Preface::BYTES);
+            let l = &mut self.links[link];
+            let mut b = BytesMut::with_capacity(160);
+            if !l.preface_sent {
+                b.extend_from_slice(&Preface::BYTES);
+                l.preface_sent = true;
+            }
             ack.encode(&mut b);
-            self.links[link].wbuf.put_slice(&b);
+            l.wbuf.put_slice(&b);
         }
         let p = &mut self.peers[pid];
         p.instance = instance;
+        // The name the peer announced in this handshake, NUL-terminated (empty: none).
+        p.name = name.map_or_else(Bytes::new, |n| Bytes::from([n.as_bytes(), b"\0"].concat()));
         p.active = Some(link);
         p.wait_until = None;
         p.next_try = None;
@@ -1282,6 +1576,7 @@ impl Endpoint {
         let l = &mut self.links[link];
         l.peer = Some(pid);
         l.state = LinkState::Established;
+        l.auth = None;
         l.deadline = None;
         l.last_recv = now;
         l.last_send = now;
@@ -1309,6 +1604,240 @@ impl Endpoint {
         self.list_flush(link);
         self.arm_link(link);
         self.arm_peer(pid);
+    }
+
+    // ----- remote calls ----------------------------------------------------
+
+    /// Registers (or withdraws) a service the host serves.
+    pub fn set_service(&mut self, name: &str, serve: bool) {
+        if serve {
+            self.services.insert(name.as_bytes().into());
+        } else {
+            self.services.remove(name.as_bytes());
+        }
+    }
+
+    /// Pending calls (for tests and introspection).
+    pub fn pending_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Ends the session with the node at `addr` (it left the directory or
+    /// moved): its pending calls resolve with `code`, the rest is reported.
+    pub fn end_peer(&mut self, addr: SocketAddr, code: c_int) {
+        if let Some(&pid) = self.by_addr.get(&addr) {
+            self.end_session(pid, code);
+        }
+    }
+
+    /// Registers the call `m` carries (its session in `m.track`). False when
+    /// the call was resolved at once (the cache of calls waiting for a
+    /// connection is full) and must not be queued.
+    fn start_call(&mut self, pid: usize, m: &Outgoing, now: Instant) -> bool {
+        let session = m.track & !CALL_BIT;
+        let p = &mut self.peers[pid];
+        if p.phase != Phase::Up {
+            if p.waiting_calls >= self.cfg.call_cache_limit {
+                let (conn, shown) = (if p.announced { p.id } else { 0 }, p.shown);
+                self.release(m.acct, m.data.len() as u64);
+                self.events.push(Event {
+                    kind: XXNET_EVENT_CALL_RESULT,
+                    code: XXNET_E_WOULD_BLOCK,
+                    conn,
+                    id: session,
+                    lane: m.lane,
+                    peer: Some(shown),
+                    ..Event::default()
+                });
+                return false;
+            }
+            p.waiting_calls += 1;
+        }
+        p.calls += 1;
+        let ms = match m.ack_timeout_ms {
+            0 => self.cfg.call_timeout_ms,
+            ms => ms as u64,
+        };
+        let deadline = now + Duration::from_millis(ms);
+        self.calls.insert(
+            session,
+            PendingCall {
+                pid,
+                lane: m.lane,
+                acct: m.acct,
+                deadline,
+            },
+        );
+        self.call_deadlines.push(Reverse((deadline, session)));
+        if self.call_deadlines.len() > 1024 && self.call_deadlines.len() > 4 * self.calls.len() {
+            // Mostly calls that resolved before their deadline: rebuild.
+            self.call_deadlines = self
+                .calls
+                .iter()
+                .map(|(&s, c)| Reverse((c.deadline, s)))
+                .collect();
+        }
+        true
+    }
+
+    /// Resolves calls whose deadline passed.
+    fn expire_calls(&mut self, now: Instant) {
+        while let Some(&Reverse((at, session))) = self.call_deadlines.peek() {
+            if at > now {
+                return;
+            }
+            self.call_deadlines.pop();
+            let Some(c) = self.calls.get(&session) else {
+                continue; // resolved meanwhile
+            };
+            if c.deadline != at {
+                continue;
+            }
+            let p = &self.peers[c.pid];
+            // A request that never left because the node could not be
+            // reached says so, rather than blaming a slow callee.
+            let code = if p.phase != Phase::Up && p.attempts > 0 {
+                XXNET_E_NODE_UNREACHABLE
+            } else {
+                XXNET_E_TIMEOUT
+            };
+            self.resolve_call(session, code, Bytes::new(), true);
+        }
+    }
+
+    /// Resolves a pending call once: a CALL_RESULT event. With `withdraw`,
+    /// a request not yet sent is taken out of the queue (it will never run).
+    fn resolve_call(&mut self, session: u64, code: c_int, data: Bytes, withdraw: bool) {
+        let Some(c) = self.calls.remove(&session) else {
+            return;
+        };
+        let p = &mut self.peers[c.pid];
+        p.calls -= 1;
+        let mut removed = None;
+        if withdraw {
+            if let (Cancel::Removed, Some(info)) =
+                p.session.out.cancel_unsent_info(c.lane, session | CALL_BIT)
+            {
+                removed = Some(info.len as u64);
+                p.waiting_calls = p.waiting_calls.saturating_sub(1);
+            }
+        }
+        let (conn, shown) = (if p.announced { p.id } else { 0 }, p.shown);
+        if let Some(len) = removed {
+            self.leave(c.acct, 1, len);
+            self.touch(c.pid);
+        }
+        self.event_bytes += data.len();
+        self.events.push(Event {
+            kind: XXNET_EVENT_CALL_RESULT,
+            code,
+            conn,
+            id: session,
+            lane: c.lane,
+            peer: Some(shown),
+            data,
+            ..Event::default()
+        });
+    }
+
+    /// Resolves every pending call to peer `pid` with `code`, oldest first.
+    fn fail_peer_calls(&mut self, pid: usize, code: c_int, withdraw: bool) {
+        if self.peers[pid].calls == 0 {
+            return;
+        }
+        let mut sessions: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.pid == pid)
+            .map(|(&s, _)| s)
+            .collect();
+        sessions.sort_unstable();
+        for s in sessions {
+            self.resolve_call(s, code, Bytes::new(), withdraw);
+        }
+        self.peers[pid].waiting_calls = 0;
+    }
+
+    /// Queues an internal RPC message (an automatic reply) to peer `pid`.
+    fn push_internal(&mut self, pid: usize, lane: u8, data: Bytes) {
+        self.held_msgs += 1;
+        self.held_bytes += data.len() as u64;
+        let tag = MsgTag {
+            flags: rpc::FLAG,
+            ..MsgTag::default()
+        };
+        self.peers[pid].session.out.push_tagged(lane, 0, data, tag);
+        self.list_peer_flush(pid);
+        self.touch(pid);
+    }
+
+    /// A delivered RPC message from peer `pid`.
+    fn on_rpc(&mut self, pid: usize, lane: u8, m: Rpc) {
+        let p = &self.peers[pid];
+        let (conn, shown) = (p.id, p.shown);
+        let (session, service, body) = match m {
+            Rpc::Call {
+                session,
+                service,
+                body,
+            } => (session, service, body),
+            Rpc::Cast { service, body } => (0, service, body),
+            Rpc::Reply {
+                session,
+                code,
+                body,
+            } => {
+                if self.calls.get(&session).is_some_and(|c| c.pid == pid) {
+                    self.resolve_call(session, code, body, false);
+                } else {
+                    // Resolved already (timeout, node down): the reply is late.
+                    log::debug!(target: "xxnet::rpc", "late reply for call {session} from {shown} dropped");
+                }
+                return;
+            }
+            Rpc::Reject { code, len, service } => {
+                log::warn!(target: "xxnet::rpc", "cast to {shown} dropped there: {} ({})", describe(code), rpc::name_text(&service));
+                self.counters.failed_msgs += 1;
+                self.counters.failed_bytes += len as u64;
+                self.events.push(Event {
+                    kind: XXNET_EVENT_SEND_FAILED,
+                    code,
+                    conn,
+                    id: 1,
+                    count: 1,
+                    total: len as u64,
+                    lane,
+                    peer: Some(shown),
+                    service,
+                    ..Event::default()
+                });
+                return;
+            }
+        };
+        let name = &service[..service.len() - 1];
+        if !self.services.contains(name) {
+            log::debug!(target: "xxnet::rpc", "request from {shown} for unknown service {}", rpc::name_text(&service));
+            let answer = if session != 0 {
+                rpc::reply(session, XXNET_E_NO_SERVICE)
+            } else {
+                rpc::reject(XXNET_E_NO_SERVICE, body.len() as u32, &service)
+            };
+            self.push_internal(pid, lane, answer);
+            return;
+        }
+        self.event_bytes += body.len();
+        let node = self.peers[pid].name.clone();
+        self.events.push(Event {
+            kind: XXNET_EVENT_CALL_REQUEST,
+            conn,
+            id: session,
+            lane,
+            peer: Some(shown),
+            data: body,
+            node,
+            service,
+            ..Event::default()
+        });
     }
 
     // ----- writing ---------------------------------------------------------
@@ -1365,7 +1894,11 @@ impl Endpoint {
             return;
         };
         log::debug!(target: "xxnet::endpoint", "link to {} closed: {}", l.remote, describe(code));
-        let goodbye = if is_protocol_error(code) || code == XXNET_E_LOCAL_CLOSE {
+        let goodbye = if is_protocol_error(code)
+            || matches!(
+                code,
+                XXNET_E_LOCAL_CLOSE | XXNET_E_NODE_REMOVED | XXNET_E_NODE_MOVED
+            ) {
             farewell(l, code)
         } else {
             None
@@ -1386,6 +1919,9 @@ impl Endpoint {
         self.close_link(link, code);
         let Some(pid) = pid else { return };
         if was_active {
+            // Pending calls resolve now: a caller learns within the idle
+            // timeout that a frozen or vanished node will not answer.
+            self.fail_peer_calls(pid, XXNET_E_NODE_DOWN, true);
             let p = &mut self.peers[pid];
             p.active = None;
             p.phase = Phase::Down;
@@ -1443,7 +1979,10 @@ impl Endpoint {
     fn schedule_retry(&mut self, pid: usize, now: Instant) {
         let give_up = Duration::from_millis(self.cfg.reconnect_give_up_ms);
         let p = &self.peers[pid];
-        if self.cfg.reconnect_give_up_ms == 0 || now >= p.since + give_up {
+        if self.cfg.reconnect_give_up_ms == 0
+            || now >= p.since + give_up
+            || is_fatal_connect_error(p.last_error)
+        {
             let code = p.last_error;
             return self.end_session(pid, code);
         }
@@ -1459,6 +1998,13 @@ impl Endpoint {
     /// Ends a session: what it holds is reported failed with `code`, the host
     /// gets DISCONNECTED (if it saw CONNECTED), and the peer is forgotten.
     fn end_session(&mut self, pid: usize, code: c_int) {
+        let call_code = match code {
+            XXNET_E_NODE_REMOVED | XXNET_E_NODE_MOVED => code,
+            _ if self.peers[pid].phase == Phase::Up => XXNET_E_NODE_DOWN,
+            // Calls still pending were made while it had no connection.
+            _ => XXNET_E_NODE_UNREACHABLE,
+        };
+        self.fail_peer_calls(pid, call_code, false);
         if let Some(l) = self.peers[pid].active.take() {
             self.close_link(l, code);
         }
@@ -1584,6 +2130,12 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// Connect failures no retry can fix: the session gives up at once, like
+/// after a protocol error (XXNET_E_AUTH: the peer does not share our secret).
+fn is_fatal_connect_error(code: c_int) -> bool {
+    code == XXNET_E_AUTH
 }
 
 /// The last bytes of an established link that ends on purpose: whatever is

@@ -29,4 +29,23 @@ pub struct Event {
     pub data: Bytes,
     /// The connection's user data (`xxnet_conn_set_user_data`) or the timer's.
     pub user_data: u64,
+    /// Node name, NUL-terminated (CALL_REQUEST: the caller; CALL_RESULT: the
+    /// node called; NODE_CHANGED), or empty.
+    pub node: Bytes,
+    /// Service name, NUL-terminated (CALL_REQUEST), or empty.
+    pub service: Bytes,
+}
+
+impl Event {
+    /// Payload bytes this event holds against `recv_queue_limit` until the
+    /// host's next poll (received payloads: messages, requests, replies).
+    #[inline]
+    pub fn queued_bytes(&self) -> usize {
+        match self.kind {
+            crate::codes::XXNET_EVENT_MESSAGE
+            | crate::codes::XXNET_EVENT_CALL_REQUEST
+            | crate::codes::XXNET_EVENT_CALL_RESULT => self.data.len(),
+            _ => 0,
+        }
+    }
 }

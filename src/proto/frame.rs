@@ -38,6 +38,10 @@ pub enum FrameType {
     GoAway = 6,
     /// Cumulative acknowledgement: last delivered seq per lane.
     Ack = 7,
+    /// Acceptor's authentication challenge (§3, "Authentication"); body: 16-byte challenge.
+    Challenge = 8,
+    /// Connector's answer to CHALLENGE; body: 32-byte HMAC-SHA256 proof.
+    Auth = 9,
 }
 
 impl FrameType {
@@ -52,6 +56,8 @@ impl FrameType {
             5 => FrameType::Pong,
             6 => FrameType::GoAway,
             7 => FrameType::Ack,
+            8 => FrameType::Challenge,
+            9 => FrameType::Auth,
             _ => return None,
         })
     }
@@ -69,6 +75,8 @@ impl FrameType {
             FrameType::Data => 0,
             FrameType::Ping | FrameType::Pong => 8,
             FrameType::GoAway => 4,
+            FrameType::Challenge => 16,
+            FrameType::Auth => 32,
         }
     }
 }
@@ -99,6 +107,8 @@ impl FrameHeader {
     pub const FIRST: u8 = 1;
     /// DATA flag: last part of a message.
     pub const LAST: u8 = 2;
+    /// DATA flag: the message is a remote-call envelope (docs/PROTOCOL.md §7), set on every part.
+    pub const RPC: u8 = 4;
     /// Number of lanes.
     pub const LANES: usize = 4;
     /// Size of the `total_len` prefix of a FIRST-only DATA part.
@@ -189,7 +199,7 @@ impl FrameHeader {
         let msg_id = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
         let seq = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
         if kind == FrameType::Data {
-            if flags & !(FrameHeader::FIRST | FrameHeader::LAST) != 0 {
+            if flags & !(FrameHeader::FIRST | FrameHeader::LAST | FrameHeader::RPC) != 0 {
                 return Err(ProtoError::BadFrame("undefined DATA flag bits"));
             }
             if lane as usize >= FrameHeader::LANES {
@@ -273,6 +283,9 @@ mod tests {
             FrameType::Ping,
             FrameType::Pong,
             FrameType::GoAway,
+            FrameType::Ack,
+            FrameType::Challenge,
+            FrameType::Auth,
         ] {
             hs.push(FrameHeader::control(k, k.min_body()));
             hs.push(FrameHeader::control(k, FrameHeader::MAX_BODY));
@@ -287,7 +300,7 @@ mod tests {
         for v in 0..=255u8 {
             match FrameType::from_u8(v) {
                 Some(k) => assert_eq!(k as u8, v),
-                None => assert!(v == 0 || v > 6),
+                None => assert!(v == 0 || v > 9),
             }
         }
     }
@@ -334,9 +347,9 @@ mod tests {
                 ProtoError::BadFrame("unknown frame type"),
             ),
             (
-                "type 8",
+                "type 10",
                 good,
-                |b| b[4] = 8,
+                |b| b[4] = 10,
                 ProtoError::BadFrame("unknown frame type"),
             ),
             (
@@ -352,9 +365,9 @@ mod tests {
                 ProtoError::BadFrame("reserved header byte is not 0"),
             ),
             (
-                "data flag bit 2",
+                "data flag bit 3",
                 good,
-                |b| b[5] = 4,
+                |b| b[5] = 8,
                 ProtoError::BadFrame("undefined DATA flag bits"),
             ),
             (
@@ -417,7 +430,7 @@ mod tests {
             );
         }
         // Control frames of every type reject a lane; DATA accepts lanes 0..3 and flags 0..3.
-        for k in [1u8, 2, 4, 5, 6, 7] {
+        for k in [1u8, 2, 4, 5, 6, 7, 8, 9] {
             let mut b = FrameHeader::control(FrameType::from_u8(k).unwrap(), 20).to_bytes();
             b[6] = 2;
             assert!(FrameHeader::parse(&b).is_err());
@@ -440,6 +453,8 @@ mod tests {
         assert_eq!(FrameHeader::control(FrameType::Hello, 0).min_body(), 51);
         assert_eq!(FrameHeader::control(FrameType::HelloAck, 0).min_body(), 52);
         assert_eq!(FrameHeader::control(FrameType::Ack, 0).min_body(), 16);
+        assert_eq!(FrameHeader::control(FrameType::Challenge, 0).min_body(), 16);
+        assert_eq!(FrameHeader::control(FrameType::Auth, 0).min_body(), 32);
         assert_eq!(
             FrameHeader::data(0, FrameHeader::FIRST, 0, 0, 1).min_body(),
             4

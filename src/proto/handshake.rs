@@ -1,11 +1,15 @@
-//! HELLO / HELLO_ACK bodies (docs/PROTOCOL.md §3), and the PING / PONG /
-//! GOAWAY control frames.
+//! HELLO / HELLO_ACK bodies and their extensions, CHALLENGE / AUTH
+//! (docs/PROTOCOL.md §3), and the PING / PONG / GOAWAY / ACK control frames.
 //!
 //! Encoders append a whole frame (16-byte header + body) to a `BytesMut`;
-//! decoders parse a frame body as returned by the decoder and ignore
-//! trailing bytes (later revisions may extend control frames).
+//! decoders parse a frame body as returned by the decoder. Other control
+//! frames ignore trailing bytes (later revisions may extend them); in HELLO
+//! and HELLO_ACK the bytes after the announced address are a list of
+//! length-checked extensions ([`ext`]), unknown ones skipped.
 
+use super::auth::{Challenge, Proof, CHALLENGE_LEN, PROOF_LEN};
 use super::{FrameHeader, FrameType, ProtoError};
+use crate::cluster::directory::valid_name;
 use bytes::{BufMut, BytesMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -20,6 +24,11 @@ pub struct Hello {
     pub nonce: u64,
     /// The announced listen address; `None` if the sender listens nowhere (port 0 on the wire).
     pub listen: Option<SocketAddr>,
+    /// The sender's node name (extension [`ext::NAME`]); `None` if it announces none.
+    pub name: Option<String>,
+    /// The connector's authentication challenge Cc (extension [`ext::CHALLENGE`]),
+    /// sent when it has a shared secret.
+    pub challenge: Option<Challenge>,
 }
 
 /// HELLO_ACK status.
@@ -32,6 +41,10 @@ pub enum AckStatus {
     Duplicate = 1,
     /// Refused: the acceptor has too many connections.
     Busy = 2,
+    /// Refused: the acceptor requires authentication and the HELLO carried no challenge.
+    AuthRequired = 3,
+    /// Refused: the connector's AUTH proof is wrong (another secret).
+    AuthFailed = 4,
 }
 
 impl AckStatus {
@@ -41,6 +54,8 @@ impl AckStatus {
             0 => Some(AckStatus::Accepted),
             1 => Some(AckStatus::Duplicate),
             2 => Some(AckStatus::Busy),
+            3 => Some(AckStatus::AuthRequired),
+            4 => Some(AckStatus::AuthFailed),
             _ => None,
         }
     }
@@ -59,6 +74,125 @@ pub struct HelloAck {
     pub listen: Option<SocketAddr>,
     /// Session state the acceptor answers with (docs/PROTOCOL.md §5).
     pub sync: SessionSync,
+    /// The acceptor's node name (extension [`ext::NAME`]); `None` if it announces none.
+    pub name: Option<String>,
+    /// The acceptor's authentication proof proof_A (extension [`ext::PROOF`]),
+    /// in an accepting HELLO_ACK after a CHALLENGE / AUTH exchange.
+    pub proof: Option<Proof>,
+}
+
+/// Extensions of HELLO and HELLO_ACK (docs/PROTOCOL.md §3, "Extensions").
+///
+/// After the announced address, the body holds zero or more TLVs:
+/// `type` u8, `len` u16 (little-endian), `len` bytes of value. Every length
+/// is checked against the bytes left: a TLV header or value that runs past
+/// the body is `BadFrame`. A known type appears at most once, with the
+/// length and content its type requires, and only in the frames listed;
+/// unknown types are skipped (later revisions add types).
+pub mod ext {
+    /// The sender's node name: 1 to 128 bytes, a valid directory name
+    /// (`[A-Za-z_][A-Za-z0-9_]*`), no NUL. HELLO and HELLO_ACK.
+    pub const NAME: u8 = 1;
+    /// The connector's 16-byte challenge Cc. HELLO only.
+    pub const CHALLENGE: u8 = 2;
+    /// The acceptor's 32-byte proof proof_A. HELLO_ACK only.
+    pub const PROOF: u8 = 3;
+    /// Bytes of a TLV header (type + len).
+    pub const HEADER: usize = 3;
+    /// Longest node name in bytes.
+    pub const MAX_NAME: usize = 128;
+}
+
+/// The extensions found in a body.
+#[derive(Default)]
+struct Exts {
+    name: Option<String>,
+    challenge: Option<Challenge>,
+    proof: Option<Proof>,
+}
+
+fn put_tlv(out: &mut BytesMut, kind: u8, value: &[u8]) {
+    out.put_u8(kind);
+    out.put_u16_le(value.len() as u16);
+    out.put_slice(value);
+}
+
+/// Appends the extensions that are set.
+fn put_exts(
+    out: &mut BytesMut,
+    name: &Option<String>,
+    challenge: &Option<Challenge>,
+    proof: &Option<Proof>,
+) {
+    if let Some(n) = name {
+        debug_assert!(valid_name(n), "node name {n:?} is not valid");
+        put_tlv(out, ext::NAME, n.as_bytes());
+    }
+    if let Some(c) = challenge {
+        put_tlv(out, ext::CHALLENGE, c);
+    }
+    if let Some(p) = proof {
+        put_tlv(out, ext::PROOF, p);
+    }
+}
+
+/// Wire length of the extensions that are set.
+fn exts_len(name: &Option<String>, challenge: &Option<Challenge>, proof: &Option<Proof>) -> usize {
+    name.as_ref().map_or(0, |n| ext::HEADER + n.len())
+        + challenge.map_or(0, |_| ext::HEADER + CHALLENGE_LEN)
+        + proof.map_or(0, |_| ext::HEADER + PROOF_LEN)
+}
+
+/// Parses the extension list that fills `b` entirely.
+fn get_exts(mut b: &[u8]) -> Result<Exts, ProtoError> {
+    let mut x = Exts::default();
+    while !b.is_empty() {
+        if b.len() < ext::HEADER {
+            return Err(ProtoError::BadFrame("truncated handshake extension header"));
+        }
+        let kind = b[0];
+        let len = u16::from_le_bytes([b[1], b[2]]) as usize;
+        let rest = &b[ext::HEADER..];
+        if rest.len() < len {
+            return Err(ProtoError::BadFrame(
+                "handshake extension longer than the frame",
+            ));
+        }
+        let (v, after) = rest.split_at(len);
+        b = after;
+        match kind {
+            ext::NAME => {
+                if x.name.is_some() {
+                    return Err(ProtoError::BadFrame("duplicate NAME extension"));
+                }
+                let name = std::str::from_utf8(v)
+                    .ok()
+                    .filter(|n| valid_name(n))
+                    .ok_or(ProtoError::BadFrame("invalid node name"))?;
+                x.name = Some(name.to_string());
+            }
+            ext::CHALLENGE => {
+                if x.challenge.is_some() {
+                    return Err(ProtoError::BadFrame("duplicate CHALLENGE extension"));
+                }
+                x.challenge =
+                    Some(v.try_into().map_err(|_| {
+                        ProtoError::BadFrame("CHALLENGE extension is not 16 bytes")
+                    })?);
+            }
+            ext::PROOF => {
+                if x.proof.is_some() {
+                    return Err(ProtoError::BadFrame("duplicate PROOF extension"));
+                }
+                x.proof = Some(
+                    v.try_into()
+                        .map_err(|_| ProtoError::BadFrame("PROOF extension is not 32 bytes"))?,
+                );
+            }
+            _ => {} // A later revision's extension.
+        }
+    }
+    Ok(x)
 }
 
 /// Session state exchanged in the handshake (32 bytes on the wire), so both
@@ -152,8 +286,9 @@ fn listen_len(listen: &Option<SocketAddr>) -> usize {
     }
 }
 
-/// Parses port, ip_len and ip from `b` (which starts at the port).
-fn get_listen(b: &[u8]) -> Result<Option<SocketAddr>, ProtoError> {
+/// Parses port, ip_len and ip from `b` (which starts at the port); also
+/// returns how many bytes they took.
+fn get_listen(b: &[u8]) -> Result<(Option<SocketAddr>, usize), ProtoError> {
     // The caller checked the fixed part (port + ip_len) is present.
     let port = u16::from_le_bytes([b[0], b[1]]);
     let ip_len = b[2] as usize;
@@ -174,12 +309,13 @@ fn get_listen(b: &[u8]) -> Result<Option<SocketAddr>, ProtoError> {
         }
         _ => unreachable!("ip_len checked above"),
     };
-    match (port, ip) {
-        (0, None) => Ok(None),
-        (0, Some(_)) => Err(ProtoError::BadFrame("listen address with port 0")),
-        (_, None) => Err(ProtoError::BadFrame("listen port without an address")),
-        (p, Some(ip)) => Ok(Some(SocketAddr::new(ip, p))),
-    }
+    let addr = match (port, ip) {
+        (0, None) => None,
+        (0, Some(_)) => return Err(ProtoError::BadFrame("listen address with port 0")),
+        (_, None) => return Err(ProtoError::BadFrame("listen port without an address")),
+        (p, Some(ip)) => Some(SocketAddr::new(ip, p)),
+    };
+    Ok((addr, 3 + ip_len))
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -197,19 +333,24 @@ impl Hello {
     /// `listen` with port 0 is sent as "listens nowhere" (port 0, no
     /// address). IPv6 flow info and scope id are not sent.
     pub fn encode(&self, out: &mut BytesMut) {
-        let body_len = 16 + SessionSync::LEN + listen_len(&self.listen);
+        let body_len = 16
+            + SessionSync::LEN
+            + listen_len(&self.listen)
+            + exts_len(&self.name, &self.challenge, &None);
         out.reserve(FrameHeader::LEN + body_len);
         out.put_slice(&FrameHeader::control(FrameType::Hello, body_len as u32).to_bytes());
         out.put_u64_le(self.instance);
         out.put_u64_le(self.nonce);
         self.sync.put(out);
         put_listen(out, &self.listen);
+        put_exts(out, &self.name, &self.challenge, &None);
     }
 
-    /// Parses a HELLO body; trailing bytes are ignored.
+    /// Parses a HELLO body, extensions included (unknown ones are skipped).
     ///
     /// `BadFrame` if the body is short, `ip_len` is not 0, 4 or 16, the
-    /// port is 0 with an address or non-zero without one, or the nonce is 0.
+    /// port is 0 with an address or non-zero without one, the nonce is 0,
+    /// or an extension is malformed (see [`ext`]; PROOF is not allowed here).
     pub fn decode(body: &[u8]) -> Result<Hello, ProtoError> {
         if body.len() < Self::MIN_BODY {
             return Err(ProtoError::BadFrame("HELLO body too short"));
@@ -220,12 +361,19 @@ impl Hello {
             return Err(ProtoError::BadFrame("HELLO nonce is 0"));
         }
         let sync = SessionSync::get(&body[16..]);
-        let listen = get_listen(&body[16 + SessionSync::LEN..])?;
+        let at = 16 + SessionSync::LEN;
+        let (listen, n) = get_listen(&body[at..])?;
+        let x = get_exts(&body[at + n..])?;
+        if x.proof.is_some() {
+            return Err(ProtoError::BadFrame("PROOF extension in a HELLO"));
+        }
         Ok(Hello {
             sync,
             instance,
             nonce,
             listen,
+            name: x.name,
+            challenge: x.challenge,
         })
     }
 }
@@ -238,7 +386,10 @@ impl HelloAck {
     ///
     /// `listen` with port 0 is sent as "listens nowhere".
     pub fn encode(&self, out: &mut BytesMut) {
-        let body_len = 17 + SessionSync::LEN + listen_len(&self.listen);
+        let body_len = 17
+            + SessionSync::LEN
+            + listen_len(&self.listen)
+            + exts_len(&self.name, &None, &self.proof);
         out.reserve(FrameHeader::LEN + body_len);
         out.put_slice(&FrameHeader::control(FrameType::HelloAck, body_len as u32).to_bytes());
         out.put_u8(self.status as u8);
@@ -246,12 +397,14 @@ impl HelloAck {
         out.put_u64_le(self.abandoned_nonce);
         self.sync.put(out);
         put_listen(out, &self.listen);
+        put_exts(out, &self.name, &None, &self.proof);
     }
 
-    /// Parses a HELLO_ACK body; trailing bytes are ignored.
+    /// Parses a HELLO_ACK body, extensions included (unknown ones are skipped).
     ///
-    /// `BadFrame` if the body is short, the status is not 0, 1 or 2, or the
-    /// address is malformed (as for [`Hello::decode`]).
+    /// `BadFrame` if the body is short, the status is not 0 to 4, the
+    /// address is malformed (as for [`Hello::decode`]), or an extension is
+    /// malformed (see [`ext`]; CHALLENGE is not allowed here).
     pub fn decode(body: &[u8]) -> Result<HelloAck, ProtoError> {
         if body.len() < Self::MIN_BODY {
             return Err(ProtoError::BadFrame("HELLO_ACK body too short"));
@@ -261,13 +414,20 @@ impl HelloAck {
         let instance = u64_at(body, 1);
         let abandoned_nonce = u64_at(body, 9);
         let sync = SessionSync::get(&body[17..]);
-        let listen = get_listen(&body[17 + SessionSync::LEN..])?;
+        let at = 17 + SessionSync::LEN;
+        let (listen, n) = get_listen(&body[at..])?;
+        let x = get_exts(&body[at + n..])?;
+        if x.challenge.is_some() {
+            return Err(ProtoError::BadFrame("CHALLENGE extension in a HELLO_ACK"));
+        }
         Ok(HelloAck {
             status,
             instance,
             abandoned_nonce,
             listen,
             sync,
+            name: x.name,
+            proof: x.proof,
         })
     }
 }
@@ -299,6 +459,30 @@ pub fn decode_ping_token(body: &[u8]) -> Result<u64, ProtoError> {
         return Err(ProtoError::BadFrame("PING/PONG body too short"));
     }
     Ok(u64_at(body, 0))
+}
+
+/// Appends a whole CHALLENGE frame carrying the acceptor's challenge Ca.
+pub fn encode_challenge(ca: &Challenge, out: &mut BytesMut) {
+    put_control(FrameType::Challenge, ca, out);
+}
+
+/// Appends a whole AUTH frame carrying the connector's proof.
+pub fn encode_auth(proof: &Proof, out: &mut BytesMut) {
+    put_control(FrameType::Auth, proof, out);
+}
+
+/// The challenge of a CHALLENGE body; trailing bytes are ignored.
+pub fn decode_challenge(body: &[u8]) -> Result<Challenge, ProtoError> {
+    body.get(..CHALLENGE_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(ProtoError::BadFrame("CHALLENGE body too short"))
+}
+
+/// The proof of an AUTH body; trailing bytes are ignored.
+pub fn decode_auth(body: &[u8]) -> Result<Proof, ProtoError> {
+    body.get(..PROOF_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(ProtoError::BadFrame("AUTH body too short"))
 }
 
 /// The code of a GOAWAY body; trailing bytes are ignored.
@@ -344,6 +528,8 @@ mod tests {
                 instance: 0x0102_0304_0506_0708,
                 nonce: u64::MAX,
                 listen,
+                name: None,
+                challenge: None,
             };
             let mut out = BytesMut::new();
             h.encode(&mut out);
@@ -357,8 +543,9 @@ mod tests {
                 Hello::MIN_BODY + listen.map_or(0, |a| if a.is_ipv4() { 4 } else { 16 })
             );
             assert_eq!(Hello::decode(&f.body), Ok(h.clone()));
-            // Trailing bytes are ignored.
+            // An unknown extension is skipped.
             let mut longer = f.body.to_vec();
+            longer.extend_from_slice(&[0x7F, 16, 0]);
             longer.extend_from_slice(b"future extension");
             assert_eq!(Hello::decode(&longer), Ok(h));
         }
@@ -374,6 +561,8 @@ mod tests {
                     instance: 5,
                     abandoned_nonce: 0,
                     listen,
+                    name: None,
+                    proof: None,
                 };
                 let mut out = BytesMut::new();
                 out.extend_from_slice(b"prefix"); // encode appends
@@ -384,7 +573,7 @@ mod tests {
                 assert_eq!(f.header.body_len as usize, f.body.len());
                 assert_eq!(HelloAck::decode(&f.body), Ok(a.clone()));
                 let mut longer = f.body.to_vec();
-                longer.push(0xAA);
+                longer.extend_from_slice(&[0xAA, 0, 0]); // unknown, empty
                 assert_eq!(HelloAck::decode(&longer), Ok(a));
             }
         }
@@ -397,6 +586,8 @@ mod tests {
             instance: 1,
             nonce: 2,
             listen: Some("1.2.3.4:513".parse().unwrap()),
+            name: None,
+            challenge: None,
         };
         let mut out = BytesMut::new();
         h.encode(&mut out);
@@ -414,6 +605,8 @@ mod tests {
             instance: 1,
             nonce: 2,
             listen: Some("1.2.3.4:0".parse().unwrap()),
+            name: None,
+            challenge: None,
         };
         let mut out = BytesMut::new();
         h.encode(&mut out);
@@ -429,6 +622,8 @@ mod tests {
             instance: 1,
             nonce: 2,
             listen: Some(a),
+            name: None,
+            challenge: None,
         };
         let mut out = BytesMut::new();
         h.encode(&mut out);
@@ -523,7 +718,9 @@ mod tests {
                 sync: Default::default(),
                 instance: 1,
                 nonce: 9,
-                listen: Some("1.2.3.4:80".parse().unwrap())
+                listen: Some("1.2.3.4:80".parse().unwrap()),
+                name: None,
+                challenge: None,
             }
         );
     }
@@ -538,8 +735,8 @@ mod tests {
                 "HELLO_ACK body too short",
             ),
             (
-                "status 3",
-                ack_body(3, 0, 0, &[]),
+                "status 5",
+                ack_body(5, 0, 0, &[]),
                 "unknown HELLO_ACK status",
             ),
             (
@@ -634,6 +831,8 @@ mod tests {
             instance: 9,
             nonce: 3,
             listen: Some("[::1]:4000".parse().unwrap()),
+            name: None,
+            challenge: None,
         };
         let mut out = BytesMut::new();
         h.encode(&mut out);
@@ -644,6 +843,8 @@ mod tests {
             abandoned_nonce: 6,
             listen: None,
             sync,
+            name: None,
+            proof: None,
         };
         let mut out = BytesMut::new();
         a.encode(&mut out);
@@ -654,5 +855,291 @@ mod tests {
         assert_eq!(f.header.kind, FrameType::Ack);
         assert_eq!(decode_ack(&f.body).unwrap(), sync.delivered);
         assert!(decode_ack(&f.body[..15]).is_err());
+    }
+
+    fn named_hello() -> Hello {
+        Hello {
+            sync: Default::default(),
+            instance: 1,
+            nonce: 2,
+            listen: Some("1.2.3.4:513".parse().unwrap()),
+            name: Some("game_1".into()),
+            challenge: Some([0xC0; 16]),
+        }
+    }
+
+    #[test]
+    fn hello_extensions_exact_layout_and_round_trip() {
+        let h = named_hello();
+        let mut out = BytesMut::new();
+        h.encode(&mut out);
+        let f = one_frame(&out);
+        let base = Hello::MIN_BODY + 4;
+        let mut want = vec![ext::NAME, 6, 0];
+        want.extend(b"game_1");
+        want.push(ext::CHALLENGE);
+        want.extend([16, 0]);
+        want.extend([0xC0; 16]);
+        assert_eq!(&f.body[base..], &want[..]);
+        assert_eq!(f.header.body_len as usize, base + want.len());
+        assert_eq!(Hello::decode(&f.body), Ok(h.clone()));
+        // Each extension alone, and the longest name.
+        for (name, challenge) in [
+            (None, Some([1u8; 16])),
+            (Some("A".to_string()), None),
+            (Some(format!("_{}", "x".repeat(127))), None),
+        ] {
+            let h = Hello {
+                name,
+                challenge,
+                ..h.clone()
+            };
+            let mut out = BytesMut::new();
+            h.encode(&mut out);
+            assert_eq!(Hello::decode(&one_frame(&out).body), Ok(h));
+        }
+    }
+
+    #[test]
+    fn hello_ack_extensions_round_trip() {
+        for status in [
+            AckStatus::Accepted,
+            AckStatus::AuthRequired,
+            AckStatus::AuthFailed,
+        ] {
+            for (name, proof) in [
+                (None, None),
+                (Some("acceptor".to_string()), None),
+                (None, Some([0x5A; 32])),
+                (Some("n".to_string()), Some([9; 32])),
+            ] {
+                let a = HelloAck {
+                    status,
+                    instance: 3,
+                    abandoned_nonce: 4,
+                    listen: Some("[::1]:80".parse().unwrap()),
+                    sync: Default::default(),
+                    name,
+                    proof,
+                };
+                let mut out = BytesMut::new();
+                a.encode(&mut out);
+                let f = one_frame(&out);
+                assert_eq!(HelloAck::decode(&f.body), Ok(a));
+            }
+        }
+        assert_eq!(AckStatus::from_u8(3), Some(AckStatus::AuthRequired));
+        assert_eq!(AckStatus::from_u8(4), Some(AckStatus::AuthFailed));
+        assert_eq!(AckStatus::from_u8(5), None);
+    }
+
+    /// A HELLO body (listening nowhere) followed by raw extension bytes.
+    fn hello_with_ext(ext_bytes: &[u8]) -> Vec<u8> {
+        let mut b = hello_body(1, 0, 0, &[]);
+        b.extend_from_slice(ext_bytes);
+        b
+    }
+
+    fn ack_with_ext(ext_bytes: &[u8]) -> Vec<u8> {
+        let mut b = ack_body(0, 0, 0, &[]);
+        b.extend_from_slice(ext_bytes);
+        b
+    }
+
+    fn tlv(kind: u8, v: &[u8]) -> Vec<u8> {
+        let mut b = vec![kind];
+        b.extend((v.len() as u16).to_le_bytes());
+        b.extend_from_slice(v);
+        b
+    }
+
+    #[test]
+    fn malformed_extensions_are_bad_frames() {
+        let long_name = vec![b'a'; 129];
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("1 byte", vec![1], "truncated handshake extension header"),
+            (
+                "2 bytes",
+                vec![1, 4],
+                "truncated handshake extension header",
+            ),
+            (
+                "len past the end",
+                vec![ext::NAME, 5, 0, b'a', b'b'],
+                "handshake extension longer than the frame",
+            ),
+            (
+                "len 65535",
+                vec![0x40, 0xFF, 0xFF, 0],
+                "handshake extension longer than the frame",
+            ),
+            (
+                "unknown then truncated",
+                [tlv(0x40, b"xyz"), vec![ext::NAME]].concat(),
+                "truncated handshake extension header",
+            ),
+            ("empty name", tlv(ext::NAME, b""), "invalid node name"),
+            (
+                "name 129 bytes",
+                tlv(ext::NAME, &long_name),
+                "invalid node name",
+            ),
+            (
+                "name digit first",
+                tlv(ext::NAME, b"1abc"),
+                "invalid node name",
+            ),
+            (
+                "name with dash",
+                tlv(ext::NAME, b"a-b"),
+                "invalid node name",
+            ),
+            (
+                "name with NUL",
+                tlv(ext::NAME, b"ab\0"),
+                "invalid node name",
+            ),
+            (
+                "name not UTF-8",
+                tlv(ext::NAME, &[b'a', 0xFF]),
+                "invalid node name",
+            ),
+            (
+                "two names",
+                [tlv(ext::NAME, b"a"), tlv(ext::NAME, b"b")].concat(),
+                "duplicate NAME extension",
+            ),
+            (
+                "challenge 15",
+                tlv(ext::CHALLENGE, &[0; 15]),
+                "CHALLENGE extension is not 16 bytes",
+            ),
+            (
+                "challenge 17",
+                tlv(ext::CHALLENGE, &[0; 17]),
+                "CHALLENGE extension is not 16 bytes",
+            ),
+            (
+                "two challenges",
+                [tlv(ext::CHALLENGE, &[0; 16]), tlv(ext::CHALLENGE, &[1; 16])].concat(),
+                "duplicate CHALLENGE extension",
+            ),
+            (
+                "proof 31",
+                tlv(ext::PROOF, &[0; 31]),
+                "PROOF extension is not 32 bytes",
+            ),
+        ];
+        for (name, x, why) in &cases {
+            assert_eq!(
+                Hello::decode(&hello_with_ext(x)),
+                Err(ProtoError::BadFrame(why)),
+                "HELLO {name}"
+            );
+            // The same rules hold in HELLO_ACK (CHALLENGE rows fail there anyway).
+            assert!(
+                HelloAck::decode(&ack_with_ext(x)).is_err(),
+                "HELLO_ACK {name}"
+            );
+        }
+        assert_eq!(
+            Hello::decode(&hello_with_ext(&tlv(ext::PROOF, &[0; 32]))),
+            Err(ProtoError::BadFrame("PROOF extension in a HELLO"))
+        );
+        assert_eq!(
+            HelloAck::decode(&ack_with_ext(&tlv(ext::CHALLENGE, &[0; 16]))),
+            Err(ProtoError::BadFrame("CHALLENGE extension in a HELLO_ACK"))
+        );
+        assert_eq!(
+            HelloAck::decode(&ack_with_ext(
+                &[tlv(ext::PROOF, &[0; 32]), tlv(ext::PROOF, &[0; 32])].concat()
+            )),
+            Err(ProtoError::BadFrame("duplicate PROOF extension"))
+        );
+        // Unknown extensions (any length, empty too) are skipped, in any order.
+        let x = [
+            tlv(0xEE, &[1; 300]),
+            tlv(ext::NAME, b"Node_7"),
+            tlv(0, b""),
+            tlv(ext::CHALLENGE, &[3; 16]),
+        ]
+        .concat();
+        let h = Hello::decode(&hello_with_ext(&x)).unwrap();
+        assert_eq!(h.name.as_deref(), Some("Node_7"));
+        assert_eq!(h.challenge, Some([3; 16]));
+    }
+
+    /// Every prefix of a body with extensions either decodes (cut at an
+    /// extension boundary: fewer extensions) or is a BadFrame; never a panic.
+    #[test]
+    fn truncated_extensions_never_panic() {
+        let mut out = BytesMut::new();
+        named_hello().encode(&mut out);
+        let body = one_frame(&out).body;
+        let fixed = Hello::MIN_BODY + 4;
+        let boundaries = [fixed, fixed + 3 + 6, body.len()];
+        for cut in 0..=body.len() {
+            let r = Hello::decode(&body[..cut]);
+            if cut < fixed {
+                assert!(r.is_err(), "cut {cut}");
+            } else if boundaries.contains(&cut) {
+                let h = r.unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+                assert_eq!(h.name.is_some(), cut > fixed, "cut {cut}");
+                assert_eq!(h.challenge.is_some(), cut == body.len(), "cut {cut}");
+            } else {
+                assert!(
+                    matches!(r, Err(ProtoError::BadFrame(_))),
+                    "cut {cut}: {r:?}"
+                );
+            }
+        }
+        let a = HelloAck {
+            status: AckStatus::Accepted,
+            instance: 1,
+            abandoned_nonce: 0,
+            listen: None,
+            sync: Default::default(),
+            name: Some("x".into()),
+            proof: Some([1; 32]),
+        };
+        let mut out = BytesMut::new();
+        a.encode(&mut out);
+        let body = one_frame(&out).body;
+        for cut in 0..body.len() {
+            let _ = HelloAck::decode(&body[..cut]);
+        }
+    }
+
+    #[test]
+    fn challenge_and_auth_frames() {
+        let mut out = BytesMut::new();
+        encode_challenge(&[0xAB; 16], &mut out);
+        encode_auth(&[0xCD; 32], &mut out);
+        let mut buf = BytesMut::from(&Preface::BYTES[..]);
+        buf.extend_from_slice(&out);
+        let mut d = FrameDecoder::new();
+        let c = d.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(c.header, FrameHeader::control(FrameType::Challenge, 16));
+        assert_eq!(decode_challenge(&c.body), Ok([0xAB; 16]));
+        let a = d.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(a.header, FrameHeader::control(FrameType::Auth, 32));
+        assert_eq!(decode_auth(&a.body), Ok([0xCD; 32]));
+        assert!(buf.is_empty());
+        // Short bodies fail; trailing bytes are ignored.
+        assert!(matches!(
+            decode_challenge(&[0; 15]),
+            Err(ProtoError::BadFrame(_))
+        ));
+        assert!(matches!(
+            decode_auth(&[0; 31]),
+            Err(ProtoError::BadFrame(_))
+        ));
+        assert_eq!(decode_challenge(&[7; 20]), Ok([7; 16]));
+        assert_eq!(decode_auth(&[8; 40]), Ok([8; 32]));
+        // The decoder itself refuses bodies under the minimum.
+        let mut short = BytesMut::from(&Preface::BYTES[..]);
+        short.extend_from_slice(&FrameHeader::control(FrameType::Auth, 31).to_bytes());
+        short.extend_from_slice(&[0; 31]);
+        assert!(FrameDecoder::new().decode(&mut short).is_err());
     }
 }

@@ -4,6 +4,7 @@
 //! reactor (`crate::reactor`) only moves bytes between sockets and these
 //! types. Everything here is tested deterministically.
 
+pub mod auth;
 pub mod decoder;
 pub mod endpoint;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod handshake;
 pub mod outbound;
 pub mod pool;
 pub mod reassembly;
+pub mod rpc;
 pub mod session;
 
 pub use decoder::FrameDecoder;

@@ -232,6 +232,8 @@ pub struct MsgTag {
     pub track: u64,
     /// Backlog account (see `crate::bridge::Account`); 0: none.
     pub acct: u32,
+    /// Extra DATA flags set on every part ([`FrameHeader::RPC`] or 0).
+    pub flags: u8,
 }
 
 /// What callbacks learn about a message leaving the queues.
@@ -532,7 +534,7 @@ impl Outbound {
             };
             let h = FrameHeader::data(
                 (end - start + extra) as u32,
-                flags,
+                flags | m.tag.flags,
                 lane_no as u8,
                 m.msg_id,
                 m.seq,
@@ -572,7 +574,7 @@ impl Outbound {
             let m = lane.head().expect("head message");
             let h = FrameHeader::data(
                 len as u32,
-                FrameHeader::FIRST | FrameHeader::LAST,
+                FrameHeader::FIRST | FrameHeader::LAST | m.tag.flags,
                 lane_no as u8,
                 m.msg_id,
                 m.seq,
@@ -1130,7 +1132,10 @@ mod tests {
     #[test]
     fn cancel_unsent_only_before_encoding() {
         let mut o = Outbound::new(100);
-        let tag = |t| MsgTag { track: t, acct: 0 };
+        let tag = |t| MsgTag {
+            track: t,
+            ..MsgTag::default()
+        };
         o.push_tagged(0, 1, Bytes::from(vec![0u8; 250]), tag(1));
         o.push_tagged(0, 2, Bytes::from(vec![0u8; 5]), tag(2));
         o.push_tagged(0, 3, Bytes::from(vec![0u8; 5]), tag(3));

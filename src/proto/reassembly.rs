@@ -16,6 +16,8 @@ pub struct InMessage {
     pub msg_id: u32,
     /// Per-lane sequence number.
     pub seq: u32,
+    /// Message-level DATA flags ([`FrameHeader::RPC`] or 0).
+    pub flags: u8,
     /// The whole payload.
     pub payload: Bytes,
 }
@@ -25,6 +27,7 @@ pub struct InMessage {
 struct Partial {
     msg_id: u32,
     seq: u32,
+    flags: u8,
     total: usize,
     buf: BytesMut,
 }
@@ -83,9 +86,10 @@ impl Reassembler {
             .ok_or(ProtoError::BadFrame("lane out of range"))?;
         let first = header.flags & FrameHeader::FIRST != 0;
         let last = header.flags & FrameHeader::LAST != 0;
-        if header.flags & !(FrameHeader::FIRST | FrameHeader::LAST) != 0 {
+        if header.flags & !(FrameHeader::FIRST | FrameHeader::LAST | FrameHeader::RPC) != 0 {
             return Err(ProtoError::BadFrame("undefined DATA flag bits"));
         }
+        let msg_flags = header.flags & FrameHeader::RPC;
         if first {
             if lane.partial.is_some() {
                 return Err(ProtoError::BadFrame(
@@ -100,6 +104,7 @@ impl Reassembler {
                     lane: lane_no,
                     msg_id: header.msg_id,
                     seq: header.seq,
+                    flags: msg_flags,
                     payload: body,
                 }));
             }
@@ -125,6 +130,7 @@ impl Reassembler {
             lane.partial = Some(Partial {
                 msg_id: header.msg_id,
                 seq: header.seq,
+                flags: msg_flags,
                 total,
                 buf,
             });
@@ -135,7 +141,7 @@ impl Reassembler {
             .partial
             .as_mut()
             .ok_or(ProtoError::BadFrame("part without an open message"))?;
-        if p.msg_id != header.msg_id || p.seq != header.seq {
+        if p.msg_id != header.msg_id || p.seq != header.seq || p.flags != msg_flags {
             return Err(ProtoError::BadFrame("part of another message"));
         }
         if body.len() > p.total - p.buf.len() {
@@ -159,6 +165,7 @@ impl Reassembler {
             lane: lane_no,
             msg_id: p.msg_id,
             seq: p.seq,
+            flags: p.flags,
             payload: p.buf.freeze(),
         }))
     }
@@ -418,9 +425,15 @@ mod tests {
                 "parts add up to less than total_len",
             ),
             (
+                "RPC flag differs between parts",
+                vec![open()],
+                (FrameHeader::RPC, 0, 7, 1, Bytes::from(vec![0; 2])),
+                "part of another message",
+            ),
+            (
                 "flag bits",
                 vec![],
-                (4, 0, 7, 1, Bytes::new()),
+                (8, 0, 7, 1, Bytes::new()),
                 "undefined DATA flag bits",
             ),
         ];

@@ -423,7 +423,10 @@ mod tests {
             0,
             7,
             Bytes::from_static(b"t"),
-            MsgTag { track: 99, acct: 0 },
+            MsgTag {
+                track: 99,
+                ..MsgTag::default()
+            },
         );
         a.track(99, 0, Instant::now() + Duration::from_secs(60));
         a.out.push(1, 8, Bytes::from_static(b"u"));
@@ -459,7 +462,10 @@ mod tests {
         let mut a = Session::new(11, 1024);
         let mut ev = Vec::new();
         a.on_handshake(2, &Session::new(22, 1024).sync(), &mut ev);
-        let tag = |t| MsgTag { track: t, acct: 0 };
+        let tag = |t| MsgTag {
+            track: t,
+            ..MsgTag::default()
+        };
         a.out.push_tagged(0, 1, Bytes::from_static(b"a"), tag(1));
         a.track(1, 0, t0 + Duration::from_millis(100));
         a.out.push_tagged(0, 2, Bytes::from_static(b"b"), tag(2));

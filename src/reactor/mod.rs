@@ -82,6 +82,42 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
+/// 32 bytes from the operating system's CSPRNG (getrandom(2), else
+/// /dev/urandom), keying the endpoint's authentication challenges. If both
+/// fail (no such kernel interface), a keyed-hash mix of time and process id
+/// is the last resort, with a warning.
+fn os_random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut got = 0;
+        while got < key.len() {
+            // SAFETY: the pointer and length describe the unfilled tail of `key`.
+            let n = unsafe { libc::getrandom(key[got..].as_mut_ptr().cast(), key.len() - got, 0) };
+            if n > 0 {
+                got += n as usize;
+            } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+        if got == key.len() {
+            return key;
+        }
+    }
+    use std::io::Read;
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .is_ok()
+    {
+        return key;
+    }
+    log::warn!(target: "xxnet::reactor", "no OS random source: authentication challenges are weaker");
+    for (i, chunk) in key.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&(random_u64() ^ i as u64).to_le_bytes());
+    }
+    key
+}
+
 struct Reactor {
     poll: Poll,
     link: ReactorLink,
@@ -105,7 +141,9 @@ struct Reactor {
 
 impl Reactor {
     fn new(poll: Poll, link: ReactorLink, cfg: Config) -> Reactor {
-        let ep = Endpoint::new(cfg.clone(), random_u64(), random_u64());
+        let mut ep = Endpoint::new(cfg.clone(), random_u64(), random_u64());
+        // Authentication challenges must be unguessable: key them from the OS.
+        ep.seed_challenges(os_random_key());
         Reactor {
             poll,
             link,
@@ -509,6 +547,8 @@ impl Reactor {
                     self.ep.add_listener(addr);
                 }
                 Command::Close { conn } => self.ep.close_conn(conn, now),
+                Command::Service { name, serve } => self.ep.set_service(&name, serve),
+                Command::EndPeer { addr, code } => self.ep.end_peer(addr, code),
                 Command::Shutdown => return false,
                 Command::InjectPanic => panic!("injected reactor panic (test hook)"),
             }
@@ -539,9 +579,7 @@ impl Reactor {
         let start = self.events.len();
         self.ep.take_events(&mut self.events);
         for ev in &self.events[start..] {
-            if ev.kind == XXNET_EVENT_MESSAGE {
-                self.events_bytes += ev.data.len();
-            }
+            self.events_bytes += ev.queued_bytes();
         }
     }
 

@@ -33,6 +33,10 @@ pub struct Ev {
     pub payload: Vec<u8>,
     /// The connection's (or timer's) user data.
     pub user_data: u64,
+    /// Node name (CALL_REQUEST, CALL_RESULT, NODE_CHANGED), or "".
+    pub node: String,
+    /// Service name (CALL_REQUEST), or "".
+    pub service: String,
     /// When `poll` returned this event.
     pub at: Instant,
 }
@@ -60,6 +64,12 @@ impl Ev {
             peer_port: e.peer_port,
             payload,
             user_data: e.user_data,
+            node: unsafe { CStr::from_ptr(e.node) }
+                .to_string_lossy()
+                .into_owned(),
+            service: unsafe { CStr::from_ptr(e.service) }
+                .to_string_lossy()
+                .into_owned(),
             at,
         }
     }
@@ -73,7 +83,7 @@ impl std::fmt::Display for Ev {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} code={} ({}) conn={} id={} count={} total={} msg_id={} lane={} peer={}:{} len={}",
+            "{} code={} ({}) conn={} id={} count={} total={} msg_id={} lane={} peer={}:{} len={} node={:?} service={:?}",
             kind_name(self.kind),
             self.code,
             strerror(self.code),
@@ -85,7 +95,9 @@ impl std::fmt::Display for Ev {
             self.lane,
             self.peer_ip,
             self.peer_port,
-            self.payload.len()
+            self.payload.len(),
+            self.node,
+            self.service
         )
     }
 }
@@ -99,6 +111,15 @@ pub fn kind_name(kind: u32) -> &'static str {
         XXNET_EVENT_SEND_FAILED => "SEND_FAILED",
         XXNET_EVENT_CONNECT_FAILED => "CONNECT_FAILED",
         XXNET_EVENT_ERROR => "ERROR",
+        XXNET_EVENT_DELIVERED => "DELIVERED",
+        XXNET_EVENT_EXPIRED => "EXPIRED",
+        XXNET_EVENT_WRITABLE => "WRITABLE",
+        XXNET_EVENT_LINK_DOWN => "LINK_DOWN",
+        XXNET_EVENT_LINK_UP => "LINK_UP",
+        XXNET_EVENT_TIMER => "TIMER",
+        XXNET_EVENT_CALL_REQUEST => "CALL_REQUEST",
+        XXNET_EVENT_CALL_RESULT => "CALL_RESULT",
+        XXNET_EVENT_NODE_CHANGED => "NODE_CHANGED",
         _ => "UNKNOWN",
     }
 }
@@ -308,6 +329,105 @@ impl Node {
 
     pub fn count_msgs(&self) -> usize {
         self.messages().count()
+    }
+
+    // ----- remote calls ------------------------------------------------
+
+    /// xxnet_cluster_set; returns the code.
+    pub fn cluster_set(&self, name: &str, addr: &str) -> i32 {
+        let (n, a) = (CString::new(name).unwrap(), CString::new(addr).unwrap());
+        xxnet::ffi::rpc::xxnet_cluster_set(self.ctx, n.as_ptr(), a.as_ptr())
+    }
+
+    /// xxnet_cluster_remove; returns the code.
+    pub fn cluster_remove(&self, name: &str) -> i32 {
+        let n = CString::new(name).unwrap();
+        xxnet::ffi::rpc::xxnet_cluster_remove(self.ctx, n.as_ptr())
+    }
+
+    /// xxnet_cluster_load (reload); returns the code and xxnet_last_error().
+    pub fn cluster_load(&self, path: &str) -> (i32, String) {
+        let p = CString::new(path).unwrap();
+        let rc = xxnet::ffi::rpc::xxnet_cluster_reload(self.ctx, p.as_ptr());
+        let why = unsafe { CStr::from_ptr(xxnet_last_error()) }
+            .to_string_lossy()
+            .into_owned();
+        (rc, why)
+    }
+
+    /// xxnet_service_register that must succeed.
+    pub fn serve(&self, name: &str) {
+        let n = CString::new(name).unwrap();
+        let rc = xxnet::ffi::rpc::xxnet_service_register(self.ctx, n.as_ptr());
+        assert_eq!(rc, XXNET_OK, "register {name}: {}", strerror(rc));
+    }
+
+    /// xxnet_call_ex: Ok(session) or Err(code).
+    pub fn call(
+        &self,
+        node: &str,
+        service: &str,
+        data: &[u8],
+        lane: u32,
+        timeout_ms: u32,
+    ) -> Result<u64, i32> {
+        let (n, s) = (CString::new(node).unwrap(), CString::new(service).unwrap());
+        let opts = xxnet::ffi::types::xxnet_call_opts {
+            lane,
+            timeout_ms,
+            flags: 0,
+        };
+        let mut session = 0u64;
+        match xxnet::ffi::rpc::xxnet_call_ex(
+            self.ctx,
+            n.as_ptr(),
+            s.as_ptr(),
+            data.as_ptr(),
+            data.len(),
+            &opts,
+            &mut session,
+        ) {
+            XXNET_OK => {
+                assert_ne!(session, 0, "a call's session is never 0");
+                Ok(session)
+            }
+            code => Err(code),
+        }
+    }
+
+    /// xxnet_cast_ex; returns the code.
+    pub fn cast(&self, node: &str, service: &str, data: &[u8], lane: u32) -> i32 {
+        let (n, s) = (CString::new(node).unwrap(), CString::new(service).unwrap());
+        let opts = xxnet::ffi::types::xxnet_call_opts {
+            lane,
+            timeout_ms: 0,
+            flags: 0,
+        };
+        xxnet::ffi::rpc::xxnet_cast_ex(
+            self.ctx,
+            n.as_ptr(),
+            s.as_ptr(),
+            data.as_ptr(),
+            data.len(),
+            &opts,
+        )
+    }
+
+    /// xxnet_reply; returns the code.
+    pub fn reply(&self, token: u64, code: i32, data: &[u8]) -> i32 {
+        xxnet::ffi::rpc::xxnet_reply(self.ctx, token, code, data.as_ptr(), data.len())
+    }
+
+    /// xxnet_shutdown.
+    pub fn shutdown(&self) {
+        xxnet::ffi::rpc::xxnet_shutdown(self.ctx);
+    }
+
+    /// The CALL_RESULT of `session` in the log, if it came.
+    pub fn result_of(&self, session: u64) -> Option<&Ev> {
+        self.log
+            .iter()
+            .find(|e| e.kind == XXNET_EVENT_CALL_RESULT && e.id == session)
     }
 
     /// Frees the context now (also what Drop does).

@@ -425,6 +425,7 @@ fn add_counters(a: Counters, b: Counters) -> Counters {
         failed_msgs: a.failed_msgs + b.failed_msgs,
         failed_bytes: a.failed_bytes + b.failed_bytes,
         reconnects: a.reconnects + b.reconnects,
+        auth_failures: a.auth_failures + b.auth_failures,
     }
 }
 
@@ -856,6 +857,7 @@ impl Sim {
                 track: id,
                 acct: dst as u32 + 1,
                 ack_timeout_ms,
+                flags: 0,
             },
             self.now,
         );
@@ -1832,6 +1834,94 @@ impl Sim {
     /// delivered and nothing is held, at most `limit`.
     pub fn settle(&mut self, limit: Duration) -> bool {
         self.run_until_pred(limit, |s| s.all_delivered_and_idle())
+    }
+}
+
+// ----- raw peers --------------------------------------------------------------------------------
+
+/// Node index of the connector end of a raw connection (no endpoint behind it).
+const RAW: usize = usize::MAX;
+
+impl Sim {
+    /// Opens a raw TCP connection from `from` to node `dst`'s listen
+    /// address: the test plays the connector by hand, writing and reading
+    /// its bytes with `raw_send` / `raw_recv`. Returns the connection id.
+    /// The raw end is never part of `connections()` (so never cut at random).
+    pub fn raw_connect(&mut self, dst: usize, from: SocketAddr) -> usize {
+        let addr = self.nodes[dst]
+            .listen
+            .expect("raw_connect: the node listens");
+        let conn = Conn {
+            ends: [
+                End::new(RAW, 0, from),
+                End::new(dst, self.nodes[dst].epoch, addr),
+            ],
+            latency: ms(1),
+            cap: 1 << 20,
+            read: ReadMode::Mixed,
+            partial_writes: false,
+            cut: false,
+        };
+        let c = self.conns.len();
+        self.conns.push(Some(conn));
+        self.live.insert(c);
+        self.stats.conns += 1;
+        self.tr(|| format!("RAW c{c} {from} -> n{dst}"));
+        if self.runnable(dst) {
+            self.accept_end(c);
+        }
+        c
+    }
+
+    /// The raw side of `c` writes `bytes` (lost if the node closed its side).
+    pub fn raw_send(&mut self, c: usize, bytes: &[u8]) {
+        let now = self.now;
+        let Some(conn) = self.conns[c].as_mut() else {
+            return;
+        };
+        if conn.ends[0].closed || conn.ends[1].closed {
+            return;
+        }
+        let lat = conn.latency;
+        let node_end = &mut conn.ends[1];
+        node_end.inbox_bytes += bytes.len();
+        node_end.inbox.push_back(Seg {
+            at: now + lat,
+            data: Bytes::copy_from_slice(bytes),
+        });
+    }
+
+    /// Takes everything that has arrived for the raw side of `c`.
+    pub fn raw_recv(&mut self, c: usize) -> BytesMut {
+        let now = self.now;
+        match self.conns[c].as_mut() {
+            Some(conn) => conn.ends[0].take(usize::MAX, now),
+            None => BytesMut::new(),
+        }
+    }
+
+    /// The node closed its side of `c`: its FIN or reset has reached the raw side.
+    pub fn raw_closed(&self, c: usize) -> bool {
+        let now = self.now;
+        self.conns[c].as_ref().is_none_or(|conn| {
+            let e = &conn.ends[0];
+            e.eof_at.is_some_and(|t| t <= now) || e.err_at.is_some_and(|(t, _)| t <= now)
+        })
+    }
+
+    /// The raw side closes (FIN).
+    pub fn raw_close(&mut self, c: usize) {
+        let now = self.now;
+        let Some(conn) = self.conns[c].as_mut() else {
+            return;
+        };
+        let e = &mut conn.ends[0];
+        if e.closed {
+            return;
+        }
+        e.closed = true;
+        e.clear();
+        self.hang_up(c, 0, None, false, now);
     }
 }
 
