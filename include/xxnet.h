@@ -503,6 +503,12 @@ typedef struct xxnet_config {
    * XXNET_E_WOULD_BLOCK (default 1024).
    */
   uint32_t call_cache_limit;
+  /**
+   * SO_RCVBUF of every connection in bytes (default 256 KiB; 0: the OS default with autotuning).
+   * A bounded kernel receive queue keeps a small message from waiting behind megabytes of bulk
+   * data already received; raise it (or use 0) for high-bandwidth links with long round trips.
+   */
+  uint32_t socket_recv_buffer;
 } xxnet_config;
 
 /**

@@ -146,6 +146,7 @@ return {
       { "auth_secret_len", "size_t" },
       { "call_timeout_ms", "uint32_t" },
       { "call_cache_limit", "uint32_t" },
+      { "socket_recv_buffer", "uint32_t" },
     },
     xxnet_send_opts = {
       { "lane", "uint32_t" },
@@ -228,6 +229,7 @@ typedef struct xxnet_config {
   size_t auth_secret_len;
   uint32_t call_timeout_ms;
   uint32_t call_cache_limit;
+  uint32_t socket_recv_buffer;
 } xxnet_config;
 
 typedef struct xxnet_send_opts {

@@ -44,6 +44,9 @@ pub struct Config {
     pub call_timeout_ms: u64,
     /// Calls to one node that may wait for its connection; more fail at once with XXNET_E_WOULD_BLOCK.
     pub call_cache_limit: usize,
+    /// SO_RCVBUF of every connection in bytes (0: the OS default with autotuning). A bounded
+    /// kernel receive queue keeps small messages from waiting behind megabytes of bulk data.
+    pub socket_recv_buffer: usize,
 }
 
 impl Config {
@@ -124,6 +127,7 @@ impl Default for Config {
             auth_secret: None,
             call_timeout_ms: 10_000,
             call_cache_limit: 1024,
+            socket_recv_buffer: 256 << 10,
         }
     }
 }

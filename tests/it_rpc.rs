@@ -705,3 +705,42 @@ fn a_big_call_on_the_bulk_lane_leaves_small_calls_flowing() {
         rtts.last().unwrap()
     );
 }
+
+#[test]
+fn calls_need_the_shared_secret_when_one_is_set() {
+    let good = b"cluster secret 1".to_vec();
+    let bad = b"another secret".to_vec();
+    let with_secret = |secret: &Vec<u8>| {
+        let p = secret.as_ptr();
+        let n = secret.len();
+        move |c: &mut xxnet::ffi::types::xxnet_config| {
+            c.auth_secret = p;
+            c.auth_secret_len = n;
+            c.reconnect_give_up_ms = 300;
+            c.reconnect_min_ms = 20;
+        }
+    };
+    let mut a = Member::with("A", with_secret(&good));
+    let mut b = Member::with("B", with_secret(&good));
+    let mut c = Member::with("C", with_secret(&bad));
+    introduce(&[&a, &b, &c]);
+    for m in [&b, &c] {
+        m.node.serve("echo");
+    }
+    let ok = a.node.call("B", "echo", b"hi", 0, 0).unwrap();
+    let refused = a.node.call("C", "echo", b"hi", 0, 5_000).unwrap();
+    let serve = |i: usize, ev: &Ev, ms: &mut [&mut Member]| {
+        if ev.kind == XXNET_EVENT_CALL_REQUEST {
+            ms[i].node.reply(ev.id, 0, &ev.payload);
+        }
+    };
+    let mut ms = [&mut a, &mut b, &mut c];
+    assert!(pump(&mut ms, WAIT, serve, |ms| result(ms[0], ok).is_some()
+        && result(ms[0], refused).is_some()));
+    assert_eq!(result(ms[0], ok).unwrap().code, XXNET_OK);
+    assert_eq!(result(ms[0], refused).unwrap().code, XXNET_E_AUTH);
+    assert!(
+        ms[2].node.of_kind(XXNET_EVENT_CALL_REQUEST).is_empty(),
+        "the node with another secret never saw the request"
+    );
+}

@@ -58,6 +58,10 @@ pub struct xxnet_config {
     /// Calls to one node that may wait while it is not connected; more fail at once with
     /// XXNET_E_WOULD_BLOCK (default 1024).
     pub call_cache_limit: u32,
+    /// SO_RCVBUF of every connection in bytes (default 256 KiB; 0: the OS default with autotuning).
+    /// A bounded kernel receive queue keeps a small message from waiting behind megabytes of bulk
+    /// data already received; raise it (or use 0) for high-bandwidth links with long round trips.
+    pub socket_recv_buffer: u32,
 }
 
 impl Default for xxnet_config {
@@ -83,6 +87,7 @@ impl Default for xxnet_config {
             auth_secret_len: 0,
             call_timeout_ms: c.call_timeout_ms as u32,
             call_cache_limit: c.call_cache_limit as u32,
+            socket_recv_buffer: c.socket_recv_buffer as u32,
         }
     }
 }
@@ -139,6 +144,7 @@ impl xxnet_config {
             auth_secret,
             call_timeout_ms: self.call_timeout_ms as u64,
             call_cache_limit: self.call_cache_limit as usize,
+            socket_recv_buffer: self.socket_recv_buffer as usize,
         };
         cfg.validate()?;
         Ok(cfg)

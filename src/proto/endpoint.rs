@@ -1999,7 +1999,7 @@ impl Endpoint {
     /// gets DISCONNECTED (if it saw CONNECTED), and the peer is forgotten.
     fn end_session(&mut self, pid: usize, code: c_int) {
         let call_code = match code {
-            XXNET_E_NODE_REMOVED | XXNET_E_NODE_MOVED => code,
+            XXNET_E_NODE_REMOVED | XXNET_E_NODE_MOVED | XXNET_E_AUTH => code,
             _ if self.peers[pid].phase == Phase::Up => XXNET_E_NODE_DOWN,
             // Calls still pending were made while it had no connection.
             _ => XXNET_E_NODE_UNREACHABLE,

@@ -35,6 +35,10 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// Bytes read from one connection per turn before others get a go.
 const READ_BUDGET: usize = 1 << 20;
+/// Bytes written to one connection before the reactor turns to commands and
+/// other sockets: a small call made during a bulk transfer is taken in (and
+/// can overtake the bulk lane) within one budget.
+const WRITE_BUDGET: usize = 256 << 10;
 /// Commands drained per turn before sockets get a go.
 const COMMAND_BUDGET: usize = 1 << 16;
 
@@ -132,6 +136,8 @@ struct Reactor {
     flush: Vec<usize>,
     releases: Vec<(u32, u64)>,
     read_again: Vec<usize>,
+    /// Links that used their write budget and have more to write.
+    write_again: Vec<usize>,
     paused: Vec<usize>,
     /// Payload bytes of MESSAGE events collected this turn.
     events_bytes: usize,
@@ -157,6 +163,7 @@ impl Reactor {
             flush: Vec::new(),
             releases: Vec::new(),
             read_again: Vec::new(),
+            write_again: Vec::new(),
             paused: Vec::new(),
             events_bytes: 0,
             closing: slab::Slab::new(),
@@ -202,6 +209,9 @@ impl Reactor {
             }
             self.ep.on_timeout(Instant::now());
             self.do_actions(now);
+            for link in std::mem::take(&mut self.write_again) {
+                self.write(link, now);
+            }
             self.write_all(now);
             self.publish();
             self.expire_closing(Instant::now());
@@ -209,7 +219,7 @@ impl Reactor {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.read_again.is_empty() {
+        if !self.read_again.is_empty() || !self.write_again.is_empty() {
             return Some(Duration::ZERO);
         }
         let closing = self.closing.iter().map(|(_, (_, _, at))| *at).min();
@@ -305,6 +315,7 @@ impl Reactor {
     }
 
     fn install(&mut self, link: usize, mut stream: TcpStream, connecting: bool) {
+        sock::tune(&stream, self.cfg.socket_recv_buffer);
         self.poll
             .registry()
             .register(
@@ -485,7 +496,14 @@ impl Reactor {
     }
 
     fn write(&mut self, link: usize, now: Instant) {
+        let mut total = 0;
         loop {
+            if total >= WRITE_BUDGET {
+                if !self.write_again.contains(&link) {
+                    self.write_again.push(link);
+                }
+                return;
+            }
             let Some(s) = self.socks.get_mut(link).and_then(|s| s.as_mut()) else {
                 return;
             };
@@ -500,7 +518,10 @@ impl Reactor {
                 return;
             }
             match s.write_from(wbuf) {
-                Ok(Some(n)) => self.ep.written(link, n, now),
+                Ok(Some(n)) => {
+                    total += n;
+                    self.ep.written(link, n, now);
+                }
                 Ok(None) => return,
                 Err(e) => {
                     self.ep.link_failed(link, from_io(&e), now);

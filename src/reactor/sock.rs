@@ -142,3 +142,41 @@ impl Sock {
         }
     }
 }
+
+/// Keeps at most this many not-yet-sent bytes in a connection's kernel send
+/// buffer (Linux `TCP_NOTSENT_LOWAT`). Lanes are interleaved in user space;
+/// bytes handed to the kernel can no longer be overtaken, so a deep kernel
+/// queue of bulk data would delay a small message behind it.
+const NOTSENT_LOWAT: libc::c_int = 128 << 10;
+
+/// Socket options for every connection (best effort: errors are ignored).
+/// `recv_buffer`: SO_RCVBUF in bytes, 0 to leave the OS default.
+pub fn tune(stream: &mio::net::TcpStream, recv_buffer: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let v: libc::c_int = NOTSENT_LOWAT;
+        // SAFETY: a valid socket fd and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                &v as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            let r = recv_buffer.min(libc::c_int::MAX as usize) as libc::c_int;
+            if r > 0 {
+                libc::setsockopt(
+                    stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    &r as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (stream, recv_buffer);
+}
