@@ -37,6 +37,20 @@ struct xxnet_api {
   int (*route_default)(struct xxnet_ctx *, xxnet_handler, void *);
   size_t (*dispatch)(struct xxnet_ctx *, size_t, int32_t);
   int (*set_log_handler)(xxnet_log_fn, void *, int);
+  int (*cluster_load)(struct xxnet_ctx *, const char *);
+  int (*cluster_reload)(struct xxnet_ctx *, const char *);
+  int (*cluster_set)(struct xxnet_ctx *, const char *, const char *);
+  int (*cluster_remove)(struct xxnet_ctx *, const char *);
+  int (*call)(struct xxnet_ctx *, const char *, const char *, const uint8_t *, size_t, uint32_t, uint64_t *);
+  int (*call_ex)(struct xxnet_ctx *, const char *, const char *, const uint8_t *, size_t,
+                 const struct xxnet_call_opts *, uint64_t *);
+  int (*cast)(struct xxnet_ctx *, const char *, const char *, const uint8_t *, size_t);
+  int (*cast_ex)(struct xxnet_ctx *, const char *, const char *, const uint8_t *, size_t,
+                 const struct xxnet_call_opts *);
+  int (*service_register)(struct xxnet_ctx *, const char *);
+  int (*service_unregister)(struct xxnet_ctx *, const char *);
+  int (*reply)(struct xxnet_ctx *, uint64_t, int, const uint8_t *, size_t);
+  void (*shutdown)(struct xxnet_ctx *);
 };
 
 static const struct xxnet_api api = {
@@ -47,6 +61,9 @@ static const struct xxnet_api api = {
     xxnet_timer_stop,     xxnet_conn_set_user_data, xxnet_version,       xxnet_abi_version,
     xxnet_stats,          xxnet_on,            xxnet_route,              xxnet_route_default,
     xxnet_dispatch,       xxnet_set_log_handler,
+    xxnet_cluster_load,   xxnet_cluster_reload, xxnet_cluster_set,       xxnet_cluster_remove,
+    xxnet_call,           xxnet_call_ex,       xxnet_cast,               xxnet_cast_ex,
+    xxnet_service_register, xxnet_service_unregister, xxnet_reply,       xxnet_shutdown,
 };
 
 /* A handler and a log function with the typedefs' signatures. */
@@ -80,6 +97,8 @@ int main(void) {
   struct xxnet_config cfg2;    /* struct tag */
   xxnet_send_opts opts;
   struct xxnet_send_opts opts2;
+  xxnet_call_opts copts;       /* typedef name */
+  struct xxnet_call_opts copts2;
   xxnet_event ev[2];
   struct xxnet_event ev2;
   struct xxnet_stats st;       /* tag: the bare name is the function */
@@ -95,6 +114,8 @@ int main(void) {
   memset(&cfg, 0, sizeof cfg);
   memset(&opts, 0, sizeof opts);
   memset(&opts2, 0, sizeof opts2);
+  memset(&copts, 0, sizeof copts);
+  memset(&copts2, 0, sizeof copts2);
   memset(ev, 0, sizeof ev);
   memset(&ev2, 0, sizeof ev2);
   memset(&st, 0, sizeof st);
@@ -108,6 +129,12 @@ int main(void) {
   CHECK(cfg.max_connections == 10000u);
   CHECK(cfg.fragment_size == 32u * 1024u);
   CHECK(cfg.advertise_ip == NULL);
+  CHECK(cfg.node_name == NULL && cfg.auth_secret == NULL && cfg.auth_secret_len == 0);
+  CHECK(cfg.call_timeout_ms > 0 && cfg.call_cache_limit > 0);
+  CHECK(ev2.node == NULL && ev2.service == NULL); /* memset; polled events never carry NULL */
+  CHECK(XXNET_EVENT_CALL_REQUEST == 13 && XXNET_EVENT_CALL_RESULT == 14 && XXNET_EVENT_NODE_CHANGED == 15);
+  CHECK(XXNET_NODE_ADDED == 1 && XXNET_NODE_MOVED == 2 && XXNET_NODE_REMOVED == 3);
+  CHECK(XXNET_E_TIMEOUT == -50 && XXNET_E_CLUSTER_FILE == -59);
   CHECK(sizeof ev[0].peer_ip == 48);
   CHECK(XXNET_LANES == 4 && XXNET_LANE_DEFAULT == 0 && XXNET_LANE_BULK == 1);
   CHECK(ev2.kind == XXNET_EVENT_NONE);
@@ -136,6 +163,18 @@ int main(void) {
   CHECK(api.route(NULL, 1, handler, NULL) == XXNET_E_NULL_POINTER);
   CHECK(api.route_default(NULL, handler, NULL) == XXNET_E_NULL_POINTER);
   CHECK(api.dispatch(NULL, 16, 0) == 0);
+  CHECK(api.cluster_load(NULL, "x.lua") == XXNET_E_NULL_POINTER);
+  CHECK(api.cluster_reload(NULL, "x.lua") == XXNET_E_NULL_POINTER);
+  CHECK(api.cluster_set(NULL, "A", "127.0.0.1:1") == XXNET_E_NULL_POINTER);
+  CHECK(api.cluster_remove(NULL, "A") == XXNET_E_NULL_POINTER);
+  CHECK(api.call(NULL, "A", "svc", &byte, 1, 0, &id) == XXNET_E_NULL_POINTER);
+  CHECK(api.call_ex(NULL, "A", "svc", &byte, 1, &copts, &id) == XXNET_E_NULL_POINTER);
+  CHECK(api.cast(NULL, "A", "svc", &byte, 1) == XXNET_E_NULL_POINTER);
+  CHECK(api.cast_ex(NULL, "A", "svc", &byte, 1, &copts2) == XXNET_E_NULL_POINTER);
+  CHECK(api.service_register(NULL, "svc") == XXNET_E_NULL_POINTER);
+  CHECK(api.service_unregister(NULL, "svc") == XXNET_E_NULL_POINTER);
+  CHECK(api.reply(NULL, 1, XXNET_OK, &byte, 1) == XXNET_E_NULL_POINTER);
+  api.shutdown(NULL);
   CHECK(api.version() != NULL && api.version()[0] != '\0');
   CHECK(api.abi_version() == XXNET_ABI_VERSION);
   CHECK(api.set_log_handler(log_fn, NULL, XXNET_LOG_OFF) == XXNET_OK);
@@ -169,6 +208,16 @@ int main(void) {
     }
     CHECK(handled == 1);
     CHECK(xxnet_timer_stop(ctx2, id) == XXNET_E_UNKNOWN_TIMER); /* a fired one-shot is no longer live */
+    /* Remote calls that need no network. */
+    CHECK(xxnet_call(ctx2, "nobody", "svc", &byte, 1, 0, &id) == XXNET_E_UNKNOWN_NODE);
+    CHECK(xxnet_cluster_remove(ctx2, "nobody") == XXNET_E_UNKNOWN_NODE);
+    CHECK(xxnet_cluster_set(ctx2, "Z", "not an address") == XXNET_E_INVALID_ARG);
+    CHECK(xxnet_service_register(ctx2, "svc") == XXNET_OK);
+    CHECK(xxnet_service_unregister(ctx2, "svc") == XXNET_OK);
+    CHECK(xxnet_reply(ctx2, 12345, XXNET_OK, &byte, 1) == XXNET_E_UNKNOWN_TOKEN);
+    xxnet_shutdown(ctx2);
+    CHECK(xxnet_cluster_set(ctx2, "Z", "127.0.0.1:9") != XXNET_OK);
+    CHECK(xxnet_poll_recv(ctx2, ev, 2, 1000) == 0); /* no wait after a shutdown */
     api.free_ctx(ctx2);
   }
 

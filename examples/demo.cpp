@@ -1,23 +1,36 @@
-// xxnet demo: two nodes (contexts A and B) in one process on 127.0.0.1.
+// xxnet demo, in two parts, all in one process on 127.0.0.1.
 //
-// Both listen. A sends B a few small messages on lane 0 (each with its own
+// Part 1 (the C API): two nodes (contexts A and B) exchanging messages. Both listen. A sends B a few small messages on lane 0 (each with its own
 // msg_id) and one 100 KiB message on the bulk lane 1 (it travels in parts).
 // B answers each small message with xxnet_send(peer_ip, peer_port) — the
 // address in the event is A's listen address, so the answer reuses the same
 // pooled connection — and sends A its own 100 KiB message. Then A closes the
 // connection and both sides see DISCONNECTED. Every event is printed, then
-// each node's stats. Exits 0 only if every expected message arrived intact
-// within 10 s.
+// each node's stats.
+//
+// Part 2 (the C++ wrapper, xxnet.hpp): a cluster of three named nodes A, B
+// and C making remote calls. Each serves "echo"; C serves "upper"; B serves
+// "chain", which calls C before answering (A -> B -> C -> B -> A); B's
+// "slow" never answers. A and C make calls, one to a service nobody serves
+// (NO_SERVICE), one past its deadline (TIMEOUT), one to an unknown node
+// (refused at once). Every result is printed.
+//
+// Exits 0 only if every expected message arrived intact within 10 s and
+// every call ended as expected within 5 s.
 #include <xxnet.h>
+#include <xxnet.hpp>
 
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -115,6 +128,73 @@ void on_alarm(int) {
 int check(int rc, const char* what) {
   if (rc != XXNET_OK) std::printf("%s failed: %s (%d)\n", what, xxnet_strerror(rc), rc);
   return rc;
+}
+
+// Part 2: three named nodes making remote calls. True if every call ended as expected.
+bool cluster_demo() {
+  std::printf("\n== part 2: a cluster of three named nodes making remote calls ==\n");
+  xxnet::Context a(xxnet::Config().node_name("A")), b(xxnet::Config().node_name("B")),
+      c(xxnet::Config().node_name("C"));
+  xxnet::Context* nodes[] = {&a, &b, &c};
+  const char* names[] = {"A", "B", "C"};
+  std::string addrs[3];
+  for (int i = 0; i < 3; ++i) addrs[i] = "127.0.0.1:" + std::to_string(nodes[i]->listen("127.0.0.1"));
+  for (xxnet::Context* n : nodes)  // every node knows every node (the same as a clustername.lua file)
+    for (int j = 0; j < 3; ++j) n->cluster_set(names[j], addrs[j]).check("cluster_set");
+  std::printf("A at %s, B at %s, C at %s\n", addrs[0].c_str(), addrs[1].c_str(), addrs[2].c_str());
+
+  for (int i = 0; i < 3; ++i) {
+    const std::string me = names[i];
+    nodes[i]->serve("echo", [me](xxnet::Request& req) {
+      std::printf("[%s] echo request from %.*s\n", me.c_str(), static_cast<int>(req.node().size()), req.node().data());
+      (void)req.reply(XXNET_OK, std::string(req.data()) + " (echoed by " + me + ")");
+    }).check("serve echo");
+  }
+  c.serve("upper", [](xxnet::Request& req) {
+    std::string up(req.data());
+    for (char& ch : up) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    (void)req.reply(XXNET_OK, up + " (C)");
+  }).check("serve upper");
+  b.serve("chain", [&b](xxnet::Request& req) {
+    std::printf("[B] chain request from %.*s: B calls C.upper before answering\n", static_cast<int>(req.node().size()),
+                req.node().data());
+    // The Request is a copyable handle: answer from the callback of B's own call.
+    xxnet::CallResult r = b.call("C", "upper", req.data(), [req](int code, std::string_view reply) {
+      (void)req.reply(code >= 0 ? code : 1, std::string(reply) + " (via B)");
+    });
+    if (!r.ok()) (void)req.reply(1, r.message());
+  }).check("serve chain");
+  b.serve("slow", [](xxnet::Request&) {}).check("serve slow");  // never answers
+
+  int pending = 0;
+  bool ok = true;
+  auto expect = [&](const char* what, int want) {
+    ++pending;
+    return [&pending, &ok, what, want](const xxnet::Event& e) {
+      --pending;
+      std::printf("%-26s -> %s: code %d (%s), reply \"%.*s\"\n", what, std::string(e.node()).c_str(), e.code(),
+                  xxnet_strerror(e.code()), static_cast<int>(e.data().size()), e.data().data());
+      if (e.code() != want) {
+        std::printf("  unexpected: wanted code %d\n", want);
+        ok = false;
+      }
+    };
+  };
+  a.call("B", "echo", "hello B", expect("A calls B.echo", XXNET_OK)).check("call");
+  c.call("A", "echo", "hello A", expect("C calls A.echo", XXNET_OK)).check("call");
+  a.call("B", "chain", "chained call", expect("A calls B.chain", XXNET_OK)).check("call");
+  a.call("B", "nosuch", "?", expect("A calls B.nosuch", XXNET_E_NO_SERVICE)).check("call");
+  a.call("B", "slow", "?", expect("A calls B.slow (100 ms)", XXNET_E_TIMEOUT), {XXNET_LANE_DEFAULT, 100})
+      .check("call");
+  xxnet::CallResult refused = a.call("Z", "echo", "?", [&ok](const xxnet::Event&) { ok = false; });
+  std::printf("%-26s -> refused at once: code %d (%s)\n", "A calls Z.echo", refused.code(), refused.message());
+  ok = ok && refused.code() == XXNET_E_UNKNOWN_NODE;
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (pending > 0 && std::chrono::steady_clock::now() < deadline)
+    for (xxnet::Context* n : nodes) n->dispatch(64, 2);
+  if (pending > 0) std::printf("%d call(s) still pending after 5 s\n", pending);
+  return ok && pending == 0;
 }
 
 }  // namespace
@@ -220,12 +300,21 @@ int main() {
   xxnet_free(a.ctx);
   xxnet_free(b.ctx);
   if (ok) {
-    std::printf("demo OK: B got %u messages + %zu bytes on lane 1, A got %u replies + %zu bytes on lane 1\n",
+    std::printf("part 1 OK: B got %u messages + %zu bytes on lane 1, A got %u replies + %zu bytes on lane 1\n",
                 b.small_in, kBulkSize, a.small_in, kBulkSize);
-    return 0;
+  } else {
+    std::printf("part 1 FAILED: A got %u/%u replies (bulk %s), B got %u/%u messages (bulk %s), errors A=%u B=%u%s\n",
+                a.small_in, kSmall, a.bulk_ok ? "ok" : "missing", b.small_in, kSmall, b.bulk_ok ? "ok" : "missing",
+                a.errors, b.errors, std::chrono::steady_clock::now() >= deadline ? ", time limit (10 s) reached" : "");
   }
-  std::printf("demo FAILED: A got %u/%u replies (bulk %s), B got %u/%u messages (bulk %s), errors A=%u B=%u%s\n",
-              a.small_in, kSmall, a.bulk_ok ? "ok" : "missing", b.small_in, kSmall, b.bulk_ok ? "ok" : "missing",
-              a.errors, b.errors, std::chrono::steady_clock::now() >= deadline ? ", time limit (10 s) reached" : "");
-  return 1;
+
+  bool cluster_ok = false;
+  try {
+    cluster_ok = cluster_demo();
+  } catch (const std::exception& e) {
+    std::printf("part 2: %s\n", e.what());
+  }
+  std::printf("part 2 %s\n", cluster_ok ? "OK: every call ended as expected" : "FAILED");
+  std::printf("demo %s\n", ok && cluster_ok ? "OK" : "FAILED");
+  return ok && cluster_ok ? 0 : 1;
 }

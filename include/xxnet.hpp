@@ -8,14 +8,24 @@
 //   });
 //   for (;;) server.dispatch(256, 100);          // run handlers, wait up to 100 ms
 //
+// Remote calls between named nodes (see "Remote calls" below):
+//
+//   xxnet::Context a(xxnet::Config().node_name("A")), b(xxnet::Config().node_name("B"));
+//   b.cluster_set("B", "127.0.0.1:" + std::to_string(b.listen("127.0.0.1"))).check();
+//   a.cluster_set("B", "127.0.0.1:...").check();             // or a.cluster_load("clustername.lua")
+//   b.serve("echo", [](xxnet::Request& req) { (void)req.reply(XXNET_OK, req.data()); });
+//   a.call("B", "echo", "hi", [](int code, std::string_view reply) { /* once */ }).check();
+//
 // Error policy
 //   * Throws xxnet::Error (a std::runtime_error carrying the XXNET_E_* code):
 //     creating a Context (bad config, ABI mismatch), listen(), timer(),
 //     stats(), set_log_handler(), and poll()/dispatch() called from inside a
 //     handler (XXNET_E_REENTRANT). These are setup or programming errors.
 //   * Returns a [[nodiscard]] Result (ok(), code(), would_block(), message(),
-//     error_code(), check() to throw instead): every send, close() and
-//     set_user_data(). Their failures are ordinary flow in a game server:
+//     error_code(), check() to throw instead): every send, close(),
+//     set_user_data(), call(), cast(), serve(), reply() and the cluster_*()
+//     calls (whose DetailedResult adds the library's explanation, detail()).
+//     Their failures are ordinary flow in a game server:
 //     XXNET_E_WOULD_BLOCK is back-pressure (wait for Kind::Writable), and
 //     XXNET_E_UNKNOWN_CONN is a peer that just left.
 //   * conn_info() returns std::optional (empty for an unknown connection).
@@ -28,15 +38,34 @@
 //   and the events after the throwing one stay pending; the next dispatch()
 //   or poll() delivers them first, payloads intact (no poll happened). A
 //   handler may call anything on its context (send, close, on, route, timer,
-//   cancel, even replace or remove itself) except poll()/dispatch() (throws
-//   Error(XXNET_E_REENTRANT)) and destroying or moving the Context.
+//   cancel, call, cast, serve, reply, cluster_*, shutdown, even replace or
+//   remove itself) except poll()/dispatch() (throws Error(XXNET_E_REENTRANT))
+//   and destroying or moving the Context.
 //   MESSAGE events go to their route, else the default route, else the
 //   on(Kind::Message) handler, else are dropped, as with xxnet_dispatch.
+//   CALL_RESULT events go to their call()'s callback, CALL_REQUEST events to
+//   the serve() handler of their service; either falls back to on(kind).
+//
+// Remote calls
+//   Name the node (Config::node_name), fill the cluster directory
+//   (cluster_load / cluster_set), serve() services and call() them. A call()
+//   that returns ok() runs its callback exactly once, from dispatch(): with
+//   the reply, the callee's own positive code, or an XXNET_E_* outcome
+//   (TIMEOUT, NO_SERVICE, NODE_DOWN...). A call() that fails (UNKNOWN_NODE,
+//   TOO_LARGE, INVALID_ARG, WOULD_BLOCK, SHUTDOWN) never runs it. shutdown()
+//   and the destructor (also reset() and move-assignment) stop the network
+//   first, so every callback still pending runs once with XXNET_E_SHUTDOWN
+//   before the context is freed. The destructor runs only those callbacks
+//   (no other handler) and swallows their exceptions: a callback that may
+//   outlive the objects it captures must not touch them on XXNET_E_SHUTDOWN,
+//   or call shutdown() before those objects die.
 //
 // Lifetimes and threads
-//   Event::data() (and Events returned by poll()) are borrowed: valid until
-//   the next poll()/dispatch() on the context or its destruction. Copy what
-//   you keep (std::string(e.data())). Event::peer_ip() lives in the Event.
+//   Event::data(), node() and service() (and Events returned by poll(), and
+//   the same accessors of a Request) are borrowed: valid until the next
+//   poll()/dispatch() on the context or its destruction. Copy what you keep
+//   (std::string(e.data())). Event::peer_ip() lives in the Event. A Request
+//   kept to answer later must not outlive its Context.
 //   A Context belongs to one thread at a time; it is not thread-safe.
 //   Handlers that capture the Context by reference must not outlive it, and
 //   the Context must not be moved while they are registered.
@@ -50,6 +79,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -137,6 +167,41 @@ class [[nodiscard]] AckResult : public Result {
   uint64_t id_;
 };
 
+/// Result of Context::call(): when ok(), session() names the call (the
+/// Event::session() of its Kind::CallResult event) and its callback will run
+/// exactly once; otherwise the callback never runs.
+class [[nodiscard]] CallResult : public Result {
+ public:
+  constexpr CallResult(int code, uint64_t session) noexcept
+      : Result(code), session_(code == XXNET_OK ? session : 0) {}
+  uint64_t session() const noexcept { return session_; }  ///< 0 unless ok().
+  /// Throws Error unless ok(); returns the session.
+  uint64_t check(const char* context = "xxnet") const {
+    Result::check(context);
+    return session_;
+  }
+
+ private:
+  uint64_t session_;
+};
+
+/// Result of a cluster directory call (Context::cluster_load, cluster_reload,
+/// cluster_set, cluster_remove). On failure detail() is the library's
+/// explanation (xxnet_last_error()): for XXNET_E_CLUSTER_FILE one
+/// "file:line: what" line per malformed line.
+class [[nodiscard]] DetailedResult : public Result {
+ public:
+  explicit DetailedResult(int code = XXNET_OK, std::string detail = {}) : Result(code), detail_(std::move(detail)) {}
+  const std::string& detail() const noexcept { return detail_; }  ///< Empty when ok().
+  /// Throws Error unless ok(); its what() includes detail().
+  void check(const char* context = "xxnet") const {
+    if (!ok()) throw Error(code(), detail_.empty() ? std::string(context) : std::string(context) + ": " + detail_);
+  }
+
+ private:
+  std::string detail_;
+};
+
 // ---------------------------------------------------------------------------
 // Version, ABI, logging
 // ---------------------------------------------------------------------------
@@ -207,6 +272,9 @@ class Config {
   }
   explicit Config(const xxnet_config& raw) : c_(raw) {
     if (raw.advertise_ip != nullptr) advertise_ip_ = raw.advertise_ip;
+    if (raw.node_name != nullptr) node_name_ = raw.node_name;
+    if (raw.auth_secret != nullptr)
+      auth_secret_ = std::string(reinterpret_cast<const char*>(raw.auth_secret), raw.auth_secret_len);
   }
   // One setter per xxnet_config field; see xxnet.h for meanings and defaults.
   Config& max_connections(uint32_t v) noexcept { return set(c_.max_connections, v); }
@@ -222,14 +290,31 @@ class Config {
   Config& send_high_water(uint64_t v) noexcept { return set(c_.send_high_water, v); }
   Config& send_low_water(uint64_t v) noexcept { return set(c_.send_low_water, v); }
   Config& ack_timeout_ms(uint32_t v) noexcept { return set(c_.ack_timeout_ms, v); }
+  Config& call_timeout_ms(uint32_t v) noexcept { return set(c_.call_timeout_ms, v); }
+  Config& call_cache_limit(uint32_t v) noexcept { return set(c_.call_cache_limit, v); }
+  Config& socket_recv_buffer(uint32_t v) noexcept { return set(c_.socket_recv_buffer, v); }
   Config& advertise_ip(std::optional<std::string> ip) {
     advertise_ip_ = std::move(ip);
     return *this;
   }
-  /// The C struct; its advertise_ip points into *this (valid while it lives unchanged).
+  /// This node's name in the cluster directory (announced to the nodes it calls).
+  Config& node_name(std::optional<std::string> name) {
+    node_name_ = std::move(name);
+    return *this;
+  }
+  /// The cluster's shared secret (any bytes, not empty); std::nullopt: none.
+  Config& auth_secret(std::optional<std::string> secret) {
+    auth_secret_ = std::move(secret);
+    return *this;
+  }
+  /// The C struct; its advertise_ip, node_name and auth_secret point into
+  /// *this (valid while it lives unchanged; xxnet_new reads them only while it runs).
   xxnet_config raw() const noexcept {
     xxnet_config c = c_;
     c.advertise_ip = advertise_ip_ ? advertise_ip_->c_str() : nullptr;
+    c.node_name = node_name_ ? node_name_->c_str() : nullptr;
+    c.auth_secret = auth_secret_ ? reinterpret_cast<const uint8_t*>(auth_secret_->data()) : nullptr;
+    c.auth_secret_len = auth_secret_ ? auth_secret_->size() : 0;
     return c;
   }
 
@@ -241,6 +326,8 @@ class Config {
   }
   xxnet_config c_;
   std::optional<std::string> advertise_ip_;
+  std::optional<std::string> node_name_;
+  std::optional<std::string> auth_secret_;
 };
 
 /// Per-send options; an aggregate: `{lane, msg_id}` or `SendOptions{}.with_msg_id(7)`.
@@ -270,6 +357,27 @@ struct SendOptions {
   }
 };
 
+/// Options of a call or cast; an aggregate: `{lane, timeout_ms}` or `CallOptions{}.with_timeout_ms(500)`.
+struct CallOptions {
+  uint32_t lane = XXNET_LANE_DEFAULT;  ///< 0..XXNET_LANES-1; the reply travels on the request's lane.
+  uint32_t timeout_ms = 0;             ///< Calls only; 0: the config's call_timeout_ms.
+  CallOptions& with_lane(uint32_t v) noexcept {
+    lane = v;
+    return *this;
+  }
+  CallOptions& with_timeout_ms(uint32_t v) noexcept {
+    timeout_ms = v;
+    return *this;
+  }
+  xxnet_call_opts raw() const noexcept {
+    xxnet_call_opts o;
+    std::memset(&o, 0, sizeof o);
+    o.lane = lane;
+    o.timeout_ms = timeout_ms;
+    return o;
+  }
+};
+
 /// XXNET_EVENT_* as an enum; see xxnet.h for which Event fields each kind fills.
 enum class Kind : uint32_t {
   None = XXNET_EVENT_NONE,
@@ -285,13 +393,17 @@ enum class Kind : uint32_t {
   LinkDown = XXNET_EVENT_LINK_DOWN,
   LinkUp = XXNET_EVENT_LINK_UP,
   Timer = XXNET_EVENT_TIMER,
+  CallRequest = XXNET_EVENT_CALL_REQUEST,
+  CallResult = XXNET_EVENT_CALL_RESULT,
+  NodeChanged = XXNET_EVENT_NODE_CHANGED,
 };
-constexpr size_t kKindCount = XXNET_EVENT_TIMER + 1;
+constexpr size_t kKindCount = XXNET_EVENT_NODE_CHANGED + 1;
 
 inline const char* to_string(Kind k) noexcept {
   static const char* const names[kKindCount] = {
-      "None",    "Message", "Connected", "Disconnected", "SendFailed", "ConnectFailed", "Error",
-      "Delivered", "Expired", "Writable", "LinkDown",     "LinkUp",     "Timer"};
+      "None",     "Message", "Connected", "Disconnected", "SendFailed",  "ConnectFailed",
+      "Error",    "Delivered", "Expired", "Writable",     "LinkDown",    "LinkUp",
+      "Timer",    "CallRequest", "CallResult", "NodeChanged"};
   auto i = static_cast<size_t>(k);
   return i < kKindCount ? names[i] : "Unknown";
 }
@@ -316,12 +428,24 @@ class Event {
   }
   const uint8_t* bytes() const noexcept { return e_.data; }
   size_t size() const noexcept { return e_.len; }
-  uint64_t id() const noexcept { return e_.id; }  ///< Need-ack id, timer id, Connected: 1 if we initiated.
+  /// Need-ack id, timer id, Connected: 1 if we initiated, CallRequest: reply token,
+  /// CallResult: the call's session, NodeChanged: XXNET_NODE_ADDED / MOVED / REMOVED.
+  uint64_t id() const noexcept { return e_.id; }
   uint64_t count() const noexcept { return e_.count; }
   uint64_t total() const noexcept { return e_.total; }
   uint64_t user_data() const noexcept { return e_.user_data; }
   bool initiated() const noexcept { return kind() == Kind::Connected && e_.id == 1; }
   std::string peer() const { return std::string(peer_ip()) + ":" + std::to_string(e_.peer_port); }
+  /// CallRequest: the calling node ("" for an unnamed client); CallResult: the
+  /// node called; NodeChanged: the node. "" otherwise. Borrowed like data().
+  std::string_view node() const noexcept { return e_.node ? e_.node : ""; }
+  /// CallRequest: the service called (also SendFailed of a cast refused with
+  /// XXNET_E_NO_SERVICE). "" otherwise. Borrowed like data().
+  std::string_view service() const noexcept { return e_.service ? e_.service : ""; }
+  /// CallRequest: the reply token (0 for a cast, and for other kinds).
+  uint64_t token() const noexcept { return kind() == Kind::CallRequest ? e_.id : 0; }
+  /// CallResult: the call's session, as CallResult::session() returned it (0 for other kinds).
+  uint64_t session() const noexcept { return kind() == Kind::CallResult ? e_.id : 0; }
   const xxnet_event& raw() const noexcept { return e_; }
 
  private:
@@ -359,6 +483,51 @@ struct ConnInfo {
   uint16_t peer_port;
 };
 
+namespace detail {
+/// A payload pointer for the C API: never NULL, even for an empty message.
+inline const uint8_t* bytes_of(std::string_view d) noexcept {
+  static const uint8_t empty = 0;
+  return d.data() ? reinterpret_cast<const uint8_t*>(d.data()) : &empty;
+}
+}  // namespace detail
+
+class Context;
+
+/// A call or cast received by a service that Context::serve() routes to a
+/// handler. A small copyable handle: keep a copy (for example in the callback
+/// of a call of your own) to answer later. All copies name one request,
+/// answered once: a second reply() returns XXNET_E_UNKNOWN_TOKEN. node(),
+/// service() and data() are borrowed like Event::data() (valid until the
+/// next poll()/dispatch()); token() and reply() stay usable until answered.
+/// A Request must not outlive its Context.
+class Request {
+ public:
+  std::string_view node() const noexcept { return ev_.node(); }  ///< The caller ("" for an unnamed client).
+  std::string_view service() const noexcept { return ev_.service(); }
+  std::string_view data() const noexcept { return ev_.data(); }
+  uint32_t lane() const noexcept { return ev_.lane(); }  ///< The reply travels on this lane.
+  ConnId conn() const noexcept { return ev_.conn(); }    ///< The caller's session.
+  uint64_t token() const noexcept { return ev_.token(); }  ///< 0 for a cast.
+  bool is_cast() const noexcept { return ev_.token() == 0; }  ///< A cast wants no reply.
+  const Event& event() const noexcept { return ev_; }
+
+  /// Answers with `code` (XXNET_OK or a positive code of the host's own: the
+  /// caller's callback gets it) and a copy of `data` (xxnet_reply). Fails with
+  /// XXNET_E_UNKNOWN_TOKEN (already answered, or a cast),
+  /// XXNET_E_UNKNOWN_CONN (the caller's session ended), XXNET_E_TOO_LARGE
+  /// (still unanswered: answer again, smaller), XXNET_E_INVALID_ARG (a
+  /// negative code), XXNET_E_SHUTDOWN.
+  Result reply(int code, std::string_view data = {}) const {
+    return Result(xxnet_reply(ctx_, ev_.token(), code, detail::bytes_of(data), data.size()));
+  }
+
+ private:
+  friend class Context;
+  Request(xxnet_ctx* ctx, const Event& ev) noexcept : ctx_(ctx), ev_(ev) {}
+  xxnet_ctx* ctx_;
+  Event ev_;
+};
+
 // ---------------------------------------------------------------------------
 // Context
 // ---------------------------------------------------------------------------
@@ -369,21 +538,34 @@ struct ConnInfo {
 class Context {
  public:
   using Handler = std::function<void(const Event&)>;
+  /// The callback of one call(): gets its Kind::CallResult event.
+  using CallHandler = std::function<void(const Event&)>;
+  /// The handler of a served service: gets each request (see Request).
+  using ServiceHandler = std::function<void(Request&)>;
 
   /// Creates the context; throws Error (XXNET_E_INVALID_ARG for a bad config,
   /// XXNET_E_INTERNAL otherwise, what() says why) or on an ABI mismatch.
   explicit Context(const Config& cfg = Config()) { open(cfg.raw()); }
   explicit Context(const xxnet_config& cfg) { open(cfg); }
   Context(Context&&) noexcept = default;
-  Context& operator=(Context&&) noexcept = default;  // frees the context it held
-  ~Context() = default;                              // xxnet_free: joins the reactor thread
+  /// Frees the context it held (as the destructor does), then takes `o`'s.
+  Context& operator=(Context&& o) noexcept {
+    if (this != &o) {
+      close_now();
+      p_ = std::move(o.p_);
+    }
+    return *this;
+  }
+  /// Runs the callbacks of calls still pending (XXNET_E_SHUTDOWN), then
+  /// xxnet_free: joins the reactor thread.
+  ~Context() { close_now(); }
 
   bool valid() const noexcept { return p_ != nullptr; }
   explicit operator bool() const noexcept { return valid(); }
   /// The C handle (nullptr when moved-from), to call the C API directly.
   xxnet_ctx* native() const noexcept { return p_ ? p_->ctx : nullptr; }
-  /// Frees the context now; *this becomes inert.
-  void reset() noexcept { p_.reset(); }
+  /// Frees the context now (as the destructor does); *this becomes inert.
+  void reset() noexcept { close_now(); }
 
   /// Listens on a numeric IPv4/IPv6 address; port 0 picks one. Returns the bound port; throws Error.
   uint16_t listen(std::string_view ip, uint16_t port = 0) {
@@ -522,6 +704,113 @@ class Context {
     return p_->timers.erase(id) > 0 && rc == XXNET_OK;
   }
 
+  // -------------------------------------------------------------------------
+  // Remote calls between named nodes
+  // -------------------------------------------------------------------------
+
+  /// Loads the cluster directory from a clustername.lua file (`name =
+  /// "ip:port"` lines); this node listens on its own entry. A malformed file
+  /// changes nothing: XXNET_E_CLUSTER_FILE, detail() lists "file:line: what".
+  DetailedResult cluster_load(std::string_view path) { return cluster(xxnet_cluster_load, path); }
+  /// Hot reload: removed nodes lose their session (pending calls:
+  /// XXNET_E_NODE_REMOVED), moved ones their old one (XXNET_E_NODE_MOVED),
+  /// unchanged ones keep theirs. One Kind::NodeChanged event per change.
+  DetailedResult cluster_reload(std::string_view path) { return cluster(xxnet_cluster_reload, path); }
+  /// Adds node `name` at `addr` ("ip:port", "[v6]:port"), or moves it there.
+  DetailedResult cluster_set(std::string_view name, std::string_view addr) {
+    std::string n, a;
+    if (!c_string(name, n) || !c_string(addr, a)) return DetailedResult(XXNET_E_INVALID_ARG, "NUL byte in a name or address");
+    return detailed(xxnet_cluster_set(native(), n.c_str(), a.c_str()));
+  }
+  /// Removes node `name` from the directory (XXNET_E_UNKNOWN_NODE if absent).
+  DetailedResult cluster_remove(std::string_view name) { return cluster(xxnet_cluster_remove, name); }
+
+  /// Calls `service` on `node` with a copy of `data` (xxnet_call_ex). When the
+  /// result is ok(), `on_result` runs exactly once, from dispatch() (or
+  /// handle()): with the reply (code XXNET_OK), the callee's own positive
+  /// code, or an XXNET_E_* outcome: TIMEOUT, NO_SERVICE, NODE_UNREACHABLE,
+  /// NODE_DOWN, NODE_REMOVED, NODE_MOVED, WOULD_BLOCK (call cache full),
+  /// SHUTDOWN (shutdown() or the destructor came first). When the call fails
+  /// at once (UNKNOWN_NODE, TOO_LARGE, INVALID_ARG, WOULD_BLOCK, SHUTDOWN,
+  /// NULL_POINTER for a moved-from Context) it never runs.
+  /// `on_result` is void(const Event&) (the Kind::CallResult event: code(),
+  /// data(), node(), session()) or void(int code, std::string_view reply);
+  /// nullptr sends the result to the on(Kind::CallResult) handler instead.
+  template <class F = std::nullptr_t>
+  CallResult call(std::string_view node, std::string_view service, std::string_view data, F&& on_result = nullptr,
+                  const CallOptions& o = {}) {
+    CallHandler cb = call_handler(std::forward<F>(on_result));
+    std::string n, svc;
+    if (!c_string(node, n) || !c_string(service, svc)) return CallResult(XXNET_E_INVALID_ARG, 0);
+    const xxnet_call_opts co = o.raw();
+    uint64_t session = 0;
+    int rc = xxnet_call_ex(native(), n.c_str(), svc.c_str(), bytes(data), data.size(), &co, &session);
+    if (rc == XXNET_OK && cb) p_->calls.emplace(session, std::move(cb));
+    return CallResult(rc, session);
+  }
+
+  /// Sends a copy of `data` to `service` on `node`, no reply expected
+  /// (xxnet_cast_ex; o.timeout_ms is ignored). Its loss is reported by a
+  /// Kind::SendFailed event (code XXNET_E_NO_SERVICE for a missing service).
+  Result cast(std::string_view node, std::string_view service, std::string_view data, const CallOptions& o = {}) {
+    std::string n, svc;
+    if (!c_string(node, n) || !c_string(service, svc)) return Result(XXNET_E_INVALID_ARG);
+    const xxnet_call_opts co = o.raw();
+    return Result(xxnet_cast_ex(native(), n.c_str(), svc.c_str(), bytes(data), data.size(), &co));
+  }
+
+  /// Serves `service` (xxnet_service_register): each request for it (call or
+  /// cast) runs `fn` from dispatch() with a Request to answer, at once or
+  /// later. Serving a name already served replaces its handler. An empty `fn`
+  /// stops serving it (xxnet_service_unregister): later requests get
+  /// XXNET_E_NO_SERVICE; requests already queued, or already on their way
+  /// (the library withdraws the service asynchronously), go to
+  /// on(Kind::CallRequest) or are dropped (their callers time out). XXNET_E_INVALID_ARG for a name
+  /// that is not an identifier of at most 128 bytes, or one registered
+  /// through native().
+  Result serve(std::string_view service, ServiceHandler fn) {
+    std::string name;
+    if (!c_string(service, name)) return Result(XXNET_E_INVALID_ARG);
+    if (!p_) return Result(XXNET_E_NULL_POINTER);
+    Impl& im = *p_;
+    auto it = im.services.find(name);
+    if (!fn) {
+      int rc = xxnet_service_unregister(im.ctx, name.c_str());
+      if (it != im.services.end()) im.services.erase(it);
+      return Result(rc);
+    }
+    auto h = std::make_shared<const ServiceHandler>(std::move(fn));
+    if (it != im.services.end()) {
+      it->second = std::move(h);
+      return Result(XXNET_OK);
+    }
+    int rc = xxnet_service_register(im.ctx, name.c_str());
+    if (rc == XXNET_OK) im.services.emplace(std::move(name), std::move(h));
+    return Result(rc);
+  }
+
+  /// Answers a request by its token (Event::token(), Request::token()); see Request::reply().
+  Result reply(uint64_t token, int code, std::string_view data = {}) {
+    return Result(xxnet_reply(native(), token, code, bytes(data), data.size()));
+  }
+
+  /// Stops the network (xxnet_shutdown: sockets closed, peers told) and
+  /// drains: runs the handlers of the events still queued, then every call
+  /// callback still pending, with XXNET_E_SHUTDOWN. The Context stays valid
+  /// for that last drain; later sends, calls, casts and listens return
+  /// XXNET_E_SHUTDOWN. Idempotent. From inside a handler it only stops the
+  /// network: the next dispatch() (or the destructor) delivers the rest. An
+  /// exception from a handler leaves shutdown() (the events after it stay
+  /// queued; call shutdown() again to go on).
+  void shutdown() {
+    if (!p_) return;
+    xxnet_shutdown(p_->ctx);
+    if (p_->busy) return;
+    for (int round = 0; round < kDrainRounds; ++round)
+      if (dispatch(1024, 0) == 0) break;
+    resolve_leftovers(*p_, false);
+  }
+
  private:
   // user_data of the timers started by timer(): their TIMER events run the
   // callback; TIMER events of timers started through native() go to on(Kind::Timer).
@@ -531,6 +820,10 @@ class Context {
     std::function<void(TimerId)> fn;
     bool repeating;
   };
+  // Bound on the drain loops of shutdown() and the destructor (each round is
+  // up to 1024 events; after xxnet_shutdown nothing but due timers is added).
+  static constexpr int kDrainRounds = 1 << 16;
+
   struct Impl {
     xxnet_ctx* ctx = nullptr;
     std::vector<xxnet_event> raw;  // xxnet_poll_recv's buffer
@@ -541,6 +834,8 @@ class Context {
     std::unordered_map<uint32_t, std::shared_ptr<const Handler>> routes;
     std::shared_ptr<const Handler> default_route;
     std::unordered_map<TimerId, std::shared_ptr<TimerEntry>> timers;
+    std::unordered_map<uint64_t, CallHandler> calls;  // call() callbacks by session, until their result
+    std::map<std::string, std::shared_ptr<const ServiceHandler>, std::less<>> services;
     Impl() = default;
     Impl(const Impl&) = delete;
     Impl& operator=(const Impl&) = delete;
@@ -565,12 +860,106 @@ class Context {
     char buf[64];
   };
 
-  static const uint8_t* bytes(std::string_view d) noexcept {
-    static const uint8_t empty = 0;  // never pass NULL, even for an empty message
-    return d.data() ? reinterpret_cast<const uint8_t*>(d.data()) : &empty;
-  }
+  static const uint8_t* bytes(std::string_view d) noexcept { return detail::bytes_of(d); }
   static std::shared_ptr<const Handler> wrap(Handler fn) {
     return fn ? std::make_shared<const Handler>(std::move(fn)) : nullptr;
+  }
+  // A NUL-terminated copy of a name or path; false if it holds a NUL byte.
+  static bool c_string(std::string_view s, std::string& out) {
+    if (s.find('\0') != std::string_view::npos) return false;
+    out.assign(s.data(), s.size());
+    return true;
+  }
+  DetailedResult detailed(int rc) const {
+    if (rc == XXNET_OK) return DetailedResult();
+    // xxnet_last_error() is per thread and explains the failure just returned.
+    return DetailedResult(rc, native() != nullptr ? xxnet_last_error() : "");
+  }
+  DetailedResult cluster(int (*fn)(xxnet_ctx*, const char*), std::string_view arg) {
+    std::string a;
+    if (!c_string(arg, a)) return DetailedResult(XXNET_E_INVALID_ARG, "NUL byte in a name or path");
+    return detailed(fn(native(), a.c_str()));
+  }
+
+  template <class F>
+  static CallHandler call_handler(F&& f) {
+    using D = std::decay_t<F>;
+    if constexpr (std::is_same_v<D, std::nullptr_t>) {
+      return CallHandler();
+    } else if constexpr (std::is_invocable_v<D&, const Event&>) {
+      return CallHandler(std::forward<F>(f));
+    } else {
+      static_assert(std::is_invocable_v<D&, int, std::string_view>,
+                    "call callback must be void(const xxnet::Event&) or void(int code, std::string_view reply)");
+      return [fn = std::forward<F>(f)](const Event& e) mutable { fn(e.code(), e.data()); };
+    }
+  }
+
+  // Runs the callback of the call `ev` resolves, once; false if it has none.
+  static bool run_call(Impl& im, const Event& ev) {
+    auto c = im.calls.find(ev.id());
+    if (c == im.calls.end()) return false;
+    CallHandler cb = std::move(c->second);
+    im.calls.erase(c);  // first: the callback may make calls of its own
+    cb(ev);
+    return true;
+  }
+
+  // Callbacks whose result will never be dispatched (the context shut down
+  // and its queue is drained; a result taken by poll() and never handed to
+  // handle()) run with a CALL_RESULT made here: XXNET_E_SHUTDOWN, oldest first.
+  static void resolve_leftovers(Impl& im, bool swallow) {
+    Busy busy(im);
+    for (int round = 0; round < kDrainRounds && !im.calls.empty(); ++round) {
+      uint64_t oldest = im.calls.begin()->first;
+      for (const auto& c : im.calls) oldest = std::min(oldest, c.first);
+      xxnet_event raw;
+      std::memset(&raw, 0, sizeof raw);
+      raw.kind = XXNET_EVENT_CALL_RESULT;
+      raw.code = XXNET_E_SHUTDOWN;
+      raw.id = oldest;
+      raw.node = "";
+      raw.service = "";
+      const Event ev(raw);
+      if (!swallow) {
+        run_call(im, ev);
+        continue;
+      }
+      try {
+        run_call(im, ev);
+      } catch (...) {  // the destructor must not throw
+      }
+    }
+  }
+
+  // The destructor's end: when calls are pending, stop the network and run
+  // their callbacks (only those) with what the queue still holds, then free.
+  void close_now() noexcept {
+    if (!p_) return;
+    Impl& im = *p_;
+    if (!im.calls.empty()) {
+      xxnet_shutdown(im.ctx);
+      Busy busy(im);
+      for (int round = 0; round < kDrainRounds && !im.calls.empty(); ++round) {
+        while (im.next < im.batch.size() && !im.calls.empty()) {
+          const Event& ev = im.batch[im.next++];
+          if (ev.kind() != Kind::CallResult) continue;
+          try {
+            run_call(im, ev);
+          } catch (...) {  // the destructor must not throw
+          }
+        }
+        if (im.calls.empty()) break;
+        try {
+          fill(im, 1024, 0);
+        } catch (...) {
+          break;
+        }
+        if (im.batch.empty()) break;
+      }
+      resolve_leftovers(im, true);
+    }
+    p_.reset();
   }
 
   void open(const xxnet_config& cfg) {
@@ -601,6 +990,16 @@ class Context {
     if (ev.kind() == Kind::Message) {
       auto r = im.routes.find(ev.msg_id());
       h = r != im.routes.end() ? r->second : im.default_route;
+    } else if (ev.kind() == Kind::CallResult) {
+      if (run_call(im, ev)) return;
+    } else if (ev.kind() == Kind::CallRequest) {
+      auto s = im.services.find(ev.service());
+      if (s != im.services.end()) {
+        std::shared_ptr<const ServiceHandler> sh = s->second;  // it may replace or remove itself
+        Request req(im.ctx, ev);
+        (*sh)(req);
+        return;
+      }
     } else if (ev.kind() == Kind::Timer && ev.user_data() == kTimerTag) {
       auto t = im.timers.find(ev.id());
       if (t == im.timers.end()) return;  // cancelled

@@ -8,6 +8,12 @@
 --   while running do net:update(10) end   -- polls and dispatches in Lua
 --   net:free()
 --
+-- Remote calls between named nodes (xxnet.new{ node_name = "A" }):
+--
+--   a:cluster_set("B", "127.0.0.1:7001")          -- or a:cluster_load("clustername.lua")
+--   b:serve("echo", function(req) req:reply(0, req.data) end)
+--   a:call("B", "echo", "hi", nil, function(code, reply) end)  -- runs once, from update()
+--
 -- The library is found through $XXNET_LIB, else the system's search
 -- (ffi.load("xxnet")), else cargo's target/release next to this file's folder.
 -- The FFI declarations come from xxnet_cdef.lua, which gen_cdef.lua generates
@@ -121,8 +127,12 @@ for name, value in pairs(cdef.constants) do
 end
 xxnet.event_kinds = KIND_BY_NAME
 
-local EV_MESSAGE, EV_TIMER = cdef.constants.XXNET_EVENT_MESSAGE, cdef.constants.XXNET_EVENT_TIMER
-local E_REENTRANT = cdef.constants.XXNET_E_REENTRANT
+local C = cdef.constants
+local EV_MESSAGE, EV_TIMER = C.XXNET_EVENT_MESSAGE, C.XXNET_EVENT_TIMER
+local EV_CALL_REQUEST, EV_CALL_RESULT = C.XXNET_EVENT_CALL_REQUEST, C.XXNET_EVENT_CALL_RESULT
+local EV_NODE_CHANGED, EV_SEND_FAILED = C.XXNET_EVENT_NODE_CHANGED, C.XXNET_EVENT_SEND_FAILED
+local E_REENTRANT, E_SHUTDOWN, E_CLOSED = C.XXNET_E_REENTRANT, C.XXNET_E_SHUTDOWN, C.XXNET_E_CLOSED
+local NODE_CHANGE = { [C.XXNET_NODE_ADDED] = "added", [C.XXNET_NODE_MOVED] = "moved", [C.XXNET_NODE_REMOVED] = "removed" }
 
 local function strerror(code)
   return ffi_string(lib.xxnet_strerror(code))
@@ -184,6 +194,13 @@ local function check_conn(v, fname)
   end
 end
 
+-- Node, service and cluster file names: strings without NUL bytes (C strings).
+local function check_name(v, what, fname)
+  if type(v) ~= "string" or v:find("\0", 1, true) then
+    error(sformat("%s: %s must be a string without NUL bytes, got %s", fname, what, type(v) == "string" and "one with a NUL" or type(v)), 3)
+  end
+end
+
 local function check_fn(v, fname)
   if v ~= nil and type(v) ~= "function" then
     error(sformat("%s: handler must be a function or nil, got %s", fname, type(v)), 3)
@@ -202,6 +219,7 @@ end
 
 local CONFIG_FIELDS, CONFIG_LIST = field_types("xxnet_config")
 local OPT_FIELDS, OPT_LIST = field_types("xxnet_send_opts")
+local CALL_OPT_FIELDS, CALL_OPT_LIST = field_types("xxnet_call_opts")
 local STATS_FIELDS = cdef.structs.xxnet_stats
 local INFO_FIELDS = cdef.structs.xxnet_peer_info
 
@@ -230,6 +248,7 @@ local BATCH = 256 -- events per xxnet_poll_recv
 local event_array_t = ffi.typeof("xxnet_event[?]")
 local config_t = ffi.typeof("xxnet_config")
 local opts_t = ffi.typeof("xxnet_send_opts")
+local call_opts_t = ffi.typeof("xxnet_call_opts")
 local stats_t = ffi.typeof("struct xxnet_stats")
 local info_t = ffi.typeof("xxnet_peer_info")
 local u16_t = ffi.typeof("uint16_t[1]")
@@ -242,6 +261,14 @@ xxnet.Net = Net
 local Timer = {}
 Timer.__index = Timer
 xxnet.Timer = Timer
+
+local Request = {}
+Request.__index = Request
+xxnet.Request = Request
+
+-- Bound on the drain loops of shutdown() and free() (after xxnet_shutdown
+-- nothing is added to the queue but due timers).
+local DRAIN_ROUNDS = 65536
 
 --- Creates a net (an xxnet context and its reactor thread). `config` is a
 --- table of xxnet_config fields by name (see include/xxnet.h); omitted
@@ -258,7 +285,13 @@ function xxnet.new(config)
     if not ctype then
       error(sformat("xxnet.new: unknown config key '%s' (known: %s)", tostring(k), table.concat(CONFIG_LIST, ", ")), 2)
     end
-    if INT_MAX[ctype] then
+    if k == "auth_secret_len" then
+      error("xxnet.new: auth_secret_len is #auth_secret (give auth_secret only)", 2)
+    elseif k == "auth_secret" then
+      -- Any bytes; the length goes with them.
+      check_string(v, "config.auth_secret", "xxnet.new")
+      cfg.auth_secret_len = #v
+    elseif INT_MAX[ctype] then
       check_int(v, INT_MIN[ctype] or 0, INT_MAX[ctype], "config." .. k, "xxnet.new")
     elseif ctype == "const char*" then
       check_string(v, "config." .. k, "xxnet.new")
@@ -277,6 +310,10 @@ function xxnet.new(config)
     _n = 0, -- events in the current batch
     _dispatching = false,
     _opts = opts_t(),
+    _call_opts = call_opts_t(),
+    _calls = {}, -- session -> callback of a pending call
+    _services = {}, -- service name -> handler
+    _freeing = false,
     _u16 = u16_t(),
     _u64 = u64_t(),
     _stats = stats_t(),
@@ -289,6 +326,7 @@ function xxnet.new(config)
     _event = {
       kind = "", conn = 0, peer_ip = "", peer_port = 0, lane = 0, msg_id = 0, data = nil,
       code = 0, id = 0, count = 0, total = 0, user_data = 0, timer = nil,
+      node = "", service = "", change = nil,
     },
   }, Net)
   return self
@@ -306,11 +344,79 @@ function Net:__tostring()
   return sformat("xxnet.net(%s)", self._ctx ~= nil and tostring(self._ctx):match("0x%x+") or "freed")
 end
 
---- Stops the reactor and closes every socket. Idempotent. Timers die with it.
+local dispatch_one -- defined with the dispatch below
+
+-- free()'s last rites: stops the network and runs the callback of every
+-- call still pending (and nothing else), with the results still queued
+-- (XXNET_E_SHUTDOWN for those the shutdown resolved). Returns the first
+-- error a callback raised, after running all of them.
+local function resolve_pending_calls(self, ctx)
+  local first_err
+  local calls = self._calls
+  local function run(e)
+    if e.kind == EV_CALL_RESULT and calls[tonumber(e.id)] then
+      local ok, err = pcall(dispatch_one, self, e)
+      if not ok and first_err == nil then
+        first_err = err
+      end
+    end
+  end
+  lib.xxnet_shutdown(ctx)
+  local was = self._dispatching
+  self._dispatching = true -- a callback's update() returns XXNET_E_REENTRANT
+  local evs = self._evs
+  while self._pos < self._n and next(calls) ~= nil do -- the rest of the batch being dispatched
+    local i = self._pos
+    self._pos = i + 1
+    run(evs[i])
+  end
+  for _ = 1, DRAIN_ROUNDS do
+    if next(calls) == nil then
+      break
+    end
+    local n = tonumber(lib.xxnet_poll_recv(ctx, evs, BATCH, 0))
+    self._pos, self._n = n, n
+    if n == 0 then
+      break
+    end
+    for i = 0, n - 1 do
+      run(evs[i])
+    end
+  end
+  -- None should be left; if one is, it still runs once.
+  local left = {}
+  for session in pairs(calls) do
+    left[#left + 1] = session
+  end
+  table.sort(left)
+  local ev = self._event
+  for _, session in ipairs(left) do
+    local fn = calls[session]
+    calls[session] = nil
+    ev.kind, ev.code, ev.id, ev.session, ev.data, ev.node, ev.service = "call_result", E_SHUTDOWN, session, session, "", "", ""
+    local ok, err = pcall(fn, E_SHUTDOWN, "", ev)
+    if not ok and first_err == nil then
+      first_err = err
+    end
+  end
+  self._dispatching = was
+  return first_err
+end
+
+--- Stops the reactor and closes every socket. Idempotent. Timers die with
+--- it. Calls still pending run their callback first, once, with
+--- xxnet.E_SHUTDOWN (or a result already queued); an error one of them
+--- raises is raised again once the net is freed. (A net left to the GC
+--- runs no callback.)
 function Net:free()
   local ctx = self._ctx
-  if ctx == nil then
+  if ctx == nil or self._freeing then
     return
+  end
+  self._freeing = true
+  local err
+  if next(self._calls) ~= nil then
+    err = resolve_pending_calls(self, ctx)
   end
   self._ctx = nil
   self._n, self._pos = 0, 0 -- the rest of a batch borrowed payloads that die here
@@ -320,6 +426,11 @@ function Net:free()
     t.live = false
   end
   self._timers = {}
+  self._services = {}
+  self._freeing = false
+  if err ~= nil then
+    error(err, 0)
+  end
 end
 
 --- True until free().
@@ -341,16 +452,16 @@ function Net:listen(ip, port)
   return self._u16[0]
 end
 
--- Fills the net's reusable xxnet_send_opts from an options table.
-local function fill_opts(self, opts, fname)
+-- Fills the net's reusable xxnet_send_opts (or xxnet_call_opts) from an options table.
+local function fill_opts(self, opts, fname, o, fields, list)
   if type(opts) ~= "table" then
     error(sformat("%s: options must be a table or nil, got %s", fname, type(opts)), 3)
   end
-  local o = self._opts
+  o, fields, list = o or self._opts, fields or OPT_FIELDS, list or OPT_LIST
   ffi.fill(o, ffi.sizeof(o))
   for k, v in pairs(opts) do
-    if not OPT_FIELDS[k] then
-      error(sformat("%s: unknown option '%s' (known: %s)", fname, tostring(k), table.concat(OPT_LIST, ", ")), 3)
+    if not fields[k] then
+      error(sformat("%s: unknown option '%s' (known: %s)", fname, tostring(k), table.concat(list, ", ")), 3)
     end
     if type(v) ~= "number" or v % 1 ~= 0 or v < 0 or v > 4294967295 then
       error(sformat("%s: option %s must be an integer in 0..4294967295, got %s", fname, k, tostring(v)), 3)
@@ -475,13 +586,209 @@ function Net:conn_info(conn)
 end
 
 -- ---------------------------------------------------------------------------
+-- Remote calls between named nodes
+-- ---------------------------------------------------------------------------
+
+-- The failure triple of a cluster call: the message adds xxnet_last_error()'s
+-- explanation (for E_CLUSTER_FILE, one "file:line: what" line per bad line).
+local function cluster_fail(ctx, rc)
+  local why = ctx ~= nil and ffi_string(lib.xxnet_last_error()) or ""
+  return nil, why ~= "" and (strerror(rc) .. ": " .. why) or strerror(rc), rc
+end
+
+local function cluster_call(self, fname, fn, a, b)
+  local ctx = live(self, fname)
+  local rc
+  if b == nil then
+    rc = fn(ctx, a)
+  else
+    rc = fn(ctx, a, b)
+  end
+  if rc ~= 0 then
+    return cluster_fail(ctx, rc)
+  end
+  return true
+end
+
+--- Loads the cluster directory from a clustername.lua file (`name =
+--- "ip:port"` lines); the net listens on its own node_name's entry. A
+--- malformed file changes nothing: nil, message listing "file:line: what",
+--- xxnet.E_CLUSTER_FILE. Returns true.
+function Net:cluster_load(path)
+  check_name(path, "path", "net:cluster_load")
+  return cluster_call(self, "net:cluster_load", lib.xxnet_cluster_load, path)
+end
+
+--- Hot reload: removed nodes lose their session (pending calls get
+--- E_NODE_REMOVED), moved ones their old one (E_NODE_MOVED), unchanged ones
+--- keep theirs; a "node_changed" event per change. Errors as cluster_load.
+function Net:cluster_reload(path)
+  check_name(path, "path", "net:cluster_reload")
+  return cluster_call(self, "net:cluster_reload", lib.xxnet_cluster_reload, path)
+end
+
+--- Adds node `name` at `addr` ("ip:port", "[v6]:port"), or moves it there.
+function Net:cluster_set(name, addr)
+  check_name(name, "name", "net:cluster_set")
+  check_name(addr, "addr", "net:cluster_set")
+  return cluster_call(self, "net:cluster_set", lib.xxnet_cluster_set, name, addr)
+end
+
+--- Removes node `name` from the directory (nil, msg, E_UNKNOWN_NODE if absent).
+function Net:cluster_remove(name)
+  check_name(name, "name", "net:cluster_remove")
+  return cluster_call(self, "net:cluster_remove", lib.xxnet_cluster_remove, name)
+end
+
+--- Calls `service` on node `node` with `data` (a string; nil: empty).
+--- opts: { lane =, timeout_ms = } (timeout 0: the config's call_timeout_ms);
+--- may be left out: net:call(node, service, data, fn). Returns the call's
+--- session; then fn(code, reply, ev) runs exactly once, from update(): code
+--- 0 with the reply, the callee's own positive code, or an xxnet.E_*
+--- outcome (E_TIMEOUT, E_NO_SERVICE, E_NODE_DOWN, ..., E_SHUTDOWN when the
+--- net shuts down first); ev is the "call_result" event (ev.node, ev.session).
+--- Without fn the result goes to on("call_result"). A failure at once (nil,
+--- message, E_UNKNOWN_NODE / E_TOO_LARGE / E_INVALID_ARG / E_WOULD_BLOCK /
+--- E_SHUTDOWN) never runs fn.
+function Net:call(node, service, data, opts, fn)
+  local ctx = live(self, "net:call")
+  if fn == nil and type(opts) == "function" then
+    opts, fn = nil, opts
+  end
+  check_name(node, "node", "net:call")
+  check_name(service, "service", "net:call")
+  data = data or ""
+  check_string(data, "data", "net:call")
+  check_fn(fn, "net:call")
+  local o = opts ~= nil and fill_opts(self, opts, "net:call", self._call_opts, CALL_OPT_FIELDS, CALL_OPT_LIST) or nil
+  local rc = lib.xxnet_call_ex(ctx, node, service, data, #data, o, self._u64)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  local session = tonumber(self._u64[0])
+  if fn then
+    self._calls[session] = fn
+  end
+  return session
+end
+
+--- Sends `data` to `service` on `node`, no reply expected. opts: { lane = }.
+--- Its loss is a "send_failed" event (code E_NO_SERVICE, ev.service, for a
+--- missing service). Returns true, or nil, message, code as call.
+function Net:cast(node, service, data, opts)
+  local ctx = live(self, "net:cast")
+  check_name(node, "node", "net:cast")
+  check_name(service, "service", "net:cast")
+  data = data or ""
+  check_string(data, "data", "net:cast")
+  local o = opts ~= nil and fill_opts(self, opts, "net:cast", self._call_opts, CALL_OPT_FIELDS, CALL_OPT_LIST) or nil
+  local rc = lib.xxnet_cast_ex(ctx, node, service, data, #data, o)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+--- Serves `service`: each request for it (call or cast) runs fn(req, net)
+--- from update(). req has node (the caller), service, data, lane, conn,
+--- token (0 for a cast), cast (true for a cast) and req:reply(code, data),
+--- which may be called later (after calls of your own); a request is answered
+--- once. Serving a served name again replaces its handler; fn nil stops
+--- serving (later requests get E_NO_SERVICE; queued ones go to
+--- on("call_request")). Returns true, or nil, message, code (E_INVALID_ARG:
+--- not an identifier of at most 128 bytes).
+function Net:serve(service, fn)
+  local ctx = live(self, "net:serve")
+  check_name(service, "service", "net:serve")
+  check_fn(fn, "net:serve")
+  local services = self._services
+  if fn == nil then
+    local rc = lib.xxnet_service_unregister(ctx, service)
+    services[service] = nil
+    if rc ~= 0 then
+      return fail(rc)
+    end
+    return true
+  end
+  if services[service] then
+    services[service] = fn
+    return true
+  end
+  local rc = lib.xxnet_service_register(ctx, service)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  services[service] = fn
+  return true
+end
+
+--- Answers a request by its token (req.token, or ev.id of a "call_request"
+--- event): code 0 or a positive code of your own, data a string (nil:
+--- empty). Returns true, or nil, message, code: E_UNKNOWN_TOKEN (answered
+--- already, or a cast), E_UNKNOWN_CONN (the caller's session ended),
+--- E_TOO_LARGE (still unanswered), E_SHUTDOWN.
+function Net:reply(token, code, data)
+  local ctx = live(self, "net:reply")
+  check_int(token, 0, 2 ^ 53, "token", "net:reply")
+  check_int(code, 0, 2147483647, "code", "net:reply")
+  data = data or ""
+  check_string(data, "data", "net:reply")
+  local rc = lib.xxnet_reply(ctx, token, code, data, #data)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+--- req:reply(code, data): see net:reply. After the net is freed: nil, message, E_CLOSED.
+function Request:reply(code, data)
+  local net = self.net
+  if net._ctx == nil then
+    return fail(E_CLOSED)
+  end
+  check_int(code, 0, 2147483647, "code", "req:reply")
+  data = data or ""
+  check_string(data, "data", "req:reply")
+  local rc = lib.xxnet_reply(net._ctx, self.token, code, data, #data)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+--- Stops the network (sockets closed, peers told) and drains: dispatches
+--- the events still queued, then every pending call's result (E_SHUTDOWN).
+--- The net stays usable for that; later sends, calls and listens fail with
+--- E_SHUTDOWN. Idempotent. From inside a handler it only stops the network
+--- (the next update() delivers the rest). Returns the events dispatched.
+function Net:shutdown()
+  local ctx = live(self, "net:shutdown")
+  lib.xxnet_shutdown(ctx)
+  if self._dispatching then
+    return 0
+  end
+  local n = 0
+  for _ = 1, DRAIN_ROUNDS do
+    local got = self:update(0)
+    n = n + got
+    if got == 0 or self._ctx == nil then
+      break
+    end
+  end
+  return n
+end
+
+-- ---------------------------------------------------------------------------
 -- Handlers, routes, timers
 -- ---------------------------------------------------------------------------
 
 --- Sets the handler of an event kind: "message", "connected", "disconnected",
 --- "send_failed", "connect_failed", "error", "delivered", "expired",
---- "writable", "link_down", "link_up" or "timer". nil removes it. Messages go
---- to their msg_id's route first, then the default route, then "message".
+--- "writable", "link_down", "link_up", "timer", "call_request",
+--- "call_result" or "node_changed". nil removes it. Messages go
+--- to their msg_id's route first, then the default route, then "message";
+--- call results to their call's callback first, requests to their service's
+--- handler first.
 --- Handlers are called as fn(ev, net); ev is reused for the next event.
 function Net:on(kind, fn)
   live(self, "net:on")
@@ -574,7 +881,7 @@ end
 -- ---------------------------------------------------------------------------
 
 -- Fills the reused event table from one xxnet_event and calls its handler.
-local function dispatch_one(self, e)
+function dispatch_one(self, e)
   local kind = e.kind
   local ev = self._event
   ev.kind = KIND_NAME[kind] or kind
@@ -590,6 +897,7 @@ local function dispatch_one(self, e)
   ev.user_data = tonumber(e.user_data)
   ev.data = nil
   ev.timer = nil
+  ev.node, ev.service, ev.session, ev.change = "", "", nil, nil
   if kind == EV_MESSAGE then
     local len = tonumber(e.len)
     ev.data = len > 0 and ffi_string(e.data, len) or ""
@@ -615,7 +923,46 @@ local function dispatch_one(self, e)
         end
       end
     end
+  elseif kind == EV_CALL_RESULT then
+    local len = tonumber(e.len)
+    ev.data = len > 0 and ffi_string(e.data, len) or ""
+    ev.node = ffi_string(e.node)
+    ev.session = ev.id
+    local fn = self._calls[ev.id]
+    if fn then
+      self._calls[ev.id] = nil -- first: the callback may call again
+      fn(ev.code, ev.data, ev)
+    else
+      fn = self._on[kind]
+      if fn then
+        fn(ev, self)
+      end
+    end
+  elseif kind == EV_CALL_REQUEST then
+    local len = tonumber(e.len)
+    ev.data = len > 0 and ffi_string(e.data, len) or ""
+    ev.node = ffi_string(e.node)
+    ev.service = ffi_string(e.service)
+    local fn = self._services[ev.service]
+    if fn then
+      -- A table of its own: it may be kept to answer later.
+      fn(setmetatable({
+        net = self, node = ev.node, service = ev.service, data = ev.data, lane = ev.lane,
+        conn = ev.conn, token = ev.id, cast = ev.id == 0,
+      }, Request), self)
+    else
+      fn = self._on[kind]
+      if fn then
+        fn(ev, self)
+      end
+    end
   else
+    if kind == EV_NODE_CHANGED then
+      ev.node = ffi_string(e.node)
+      ev.change = NODE_CHANGE[ev.id]
+    elseif kind == EV_SEND_FAILED then
+      ev.service = ffi_string(e.service)
+    end
     local fn = self._on[kind]
     if fn then
       fn(ev, self)

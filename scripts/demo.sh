@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds everything (the Rust library with cargo, the C++ examples and tests
 # with CMake, Release) and runs the demo: two xxnet nodes in one process
-# exchanging messages over 127.0.0.1, printing every event.
+# exchanging messages over 127.0.0.1, printing every event, then a cluster
+# of three named nodes making remote calls (a chained call, NO_SERVICE,
+# TIMEOUT), printing every result.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

@@ -382,11 +382,17 @@ impl Context {
                 lent.push(ev);
             }
         }
+        let answers = std::mem::take(&mut st.rpc.outbox);
         for (i, ev) in lent.iter().enumerate() {
             visit(i, ev);
         }
         let n = lent.len();
         st.lent = lent;
+        drop(st);
+        for m in answers {
+            // A failure means the reactor is gone; the caller learns otherwise.
+            let _ = self.submit(Command::Send(m));
+        }
         n
     }
 

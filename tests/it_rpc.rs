@@ -744,3 +744,31 @@ fn calls_need_the_shared_secret_when_one_is_set() {
         "the node with another secret never saw the request"
     );
 }
+
+#[test]
+fn a_request_for_a_service_withdrawn_while_it_travelled_gets_no_such_service() {
+    let mut a = Member::new("A");
+    let mut b = Member::new("B");
+    introduce(&[&a, &b]);
+    b.node.serve("svc");
+    let s = a.node.call("B", "svc", b"x", 0, 0).unwrap();
+    assert_eq!(a.node.cast("B", "svc", b"abc", 0), XXNET_OK);
+    // Let both reach B's queue (B does not poll meanwhile), then withdraw the service.
+    let deadline = Instant::now() + WAIT;
+    while b.node.stats().msgs_in < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let name = CString::new("svc").unwrap();
+    assert_eq!(
+        xxnet::ffi::rpc::xxnet_service_unregister(b.node.ctx, name.as_ptr()),
+        XXNET_OK
+    );
+    let mut ms = [&mut a, &mut b];
+    assert!(pump(&mut ms, WAIT, no_serve, |ms| result(ms[0], s)
+        .is_some()
+        && !ms[0].node.of_kind(XXNET_EVENT_SEND_FAILED).is_empty()));
+    assert_eq!(result(ms[0], s).unwrap().code, XXNET_E_NO_SERVICE);
+    let f = ms[0].node.of_kind(XXNET_EVENT_SEND_FAILED)[0].clone();
+    assert_eq!((f.code, f.total), (XXNET_E_NO_SERVICE, 3));
+    assert!(ms[1].node.of_kind(XXNET_EVENT_CALL_REQUEST).is_empty());
+}

@@ -47,12 +47,35 @@ pub(super) struct RpcState {
     tokens: HashMap<u64, Token>,
     next_token: u64,
     services: HashSet<String>,
+    /// Automatic answers to send after a poll (requests for a service
+    /// unregistered while they travelled).
+    pub(super) outbox: Vec<Outgoing>,
 }
 
 impl RpcState {
     /// Bookkeeping of a CALL_REQUEST or CALL_RESULT event before the host sees it.
     pub(super) fn admit(&mut self, ev: &mut Event) -> bool {
         match ev.kind {
+            XXNET_EVENT_CALL_REQUEST if !self.serves(&ev.service) => {
+                // Unregistered after the reactor let it through: answer as the
+                // reactor would have, so the caller is not left to time out.
+                let answer = if ev.id != 0 {
+                    rpc::reply(ev.id, XXNET_E_NO_SERVICE)
+                } else {
+                    rpc::reject(XXNET_E_NO_SERVICE, ev.data.len() as u32, &ev.service)
+                };
+                self.outbox.push(Outgoing {
+                    dest: Dest::Conn(ev.conn),
+                    lane: ev.lane,
+                    msg_id: 0,
+                    data: answer,
+                    track: 0,
+                    acct: 0,
+                    ack_timeout_ms: 0,
+                    flags: rpc::FLAG,
+                });
+                false
+            }
             XXNET_EVENT_CALL_REQUEST if ev.id != 0 => {
                 self.next_token += 1;
                 let token = self.next_token;
@@ -77,6 +100,10 @@ impl RpcState {
             },
             _ => true,
         }
+    }
+
+    fn serves(&self, service: &[u8]) -> bool {
+        self.services.contains(rpc::name_text(service))
     }
 
     /// A session ended: its requests can no longer be answered.
