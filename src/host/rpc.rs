@@ -165,13 +165,6 @@ fn lane_of(opts: &CallOpts) -> Result<u8, c_int> {
 }
 
 impl Context {
-    fn rpc_fits(&self, head: usize, data: &[u8]) -> Result<(), c_int> {
-        if head + data.len() > self.max_message {
-            return Err(XXNET_E_TOO_LARGE);
-        }
-        Ok(())
-    }
-
     /// Sends a request to `service` on `node`; returns the call's session.
     /// Exactly one CALL_RESULT event with that session follows.
     pub fn call(
@@ -181,41 +174,7 @@ impl Context {
         data: &[u8],
         opts: CallOpts,
     ) -> Result<u64, c_int> {
-        let lane = lane_of(&opts)?;
-        if !rpc::valid_service(service) {
-            return Err(XXNET_E_INVALID_ARG);
-        }
-        let mut head = BytesMut::with_capacity(rpc::MAX_HEADER);
-        rpc::put_call(&mut head, 0, service);
-        self.rpc_fits(head.len(), data)?;
-        let mut st = self.state();
-        self.check_usable(&st)?;
-        let addr = st.rpc.dir.get(node).ok_or(XXNET_E_UNKNOWN_NODE)?;
-        let dest = Dest::Addr(addr);
-        let acct = self.charge(&mut st, dest, (head.len() + data.len()) as u64, false)?;
-        st.rpc.next_call += 1;
-        let session = st.rpc.next_call;
-        head.clear();
-        rpc::put_call(&mut head, session, service);
-        let payload = framed(&mut st, &head, data);
-        let name = st.rpc.name_bytes(node);
-        st.rpc.calls.insert(session, name);
-        drop(st);
-        let sent = self.submit(Command::Send(Outgoing {
-            dest,
-            lane,
-            msg_id: 0,
-            data: payload,
-            track: session | CALL_BIT,
-            acct,
-            ack_timeout_ms: opts.timeout_ms,
-            flags: rpc::FLAG,
-        }));
-        if let Err(e) = sent {
-            self.state().rpc.calls.remove(&session);
-            return Err(e);
-        }
-        Ok(session)
+        self.request(node, service, data, opts, true)
     }
 
     /// Sends a request that wants no reply (the seed's remoteSend). Its loss
@@ -227,30 +186,66 @@ impl Context {
         data: &[u8],
         opts: CallOpts,
     ) -> Result<(), c_int> {
+        self.request(node, service, data, opts, false).map(|_| ())
+    }
+
+    /// A call (`want_reply`: returns its session) or a cast (returns 0).
+    fn request(
+        &self,
+        node: &str,
+        service: &str,
+        data: &[u8],
+        opts: CallOpts,
+        want_reply: bool,
+    ) -> Result<u64, c_int> {
         let lane = lane_of(&opts)?;
         if !rpc::valid_service(service) {
             return Err(XXNET_E_INVALID_ARG);
         }
-        let mut head = BytesMut::with_capacity(rpc::MAX_HEADER);
-        rpc::put_cast(&mut head, service);
-        self.rpc_fits(head.len(), data)?;
+        let head_for = |session: u64| {
+            let mut head = BytesMut::with_capacity(rpc::MAX_HEADER);
+            if want_reply {
+                rpc::put_call(&mut head, session, service);
+            } else {
+                rpc::put_cast(&mut head, service);
+            }
+            head
+        };
+        let len = head_for(0).len() + data.len();
+        if len > self.max_message {
+            return Err(XXNET_E_TOO_LARGE);
+        }
         let mut st = self.state();
         self.check_usable(&st)?;
         let addr = st.rpc.dir.get(node).ok_or(XXNET_E_UNKNOWN_NODE)?;
         let dest = Dest::Addr(addr);
-        let acct = self.charge(&mut st, dest, (head.len() + data.len()) as u64, false)?;
-        let payload = framed(&mut st, &head, data);
+        let acct = self.charge(&mut st, dest, len as u64, false)?;
+        let session = if want_reply {
+            st.rpc.next_call += 1;
+            let session = st.rpc.next_call;
+            let name = st.rpc.name_bytes(node);
+            st.rpc.calls.insert(session, name);
+            session
+        } else {
+            0
+        };
+        let payload = framed(&mut st, &head_for(session), data);
         drop(st);
-        self.submit(Command::Send(Outgoing {
+        let sent = self.submit(Command::Send(Outgoing {
             dest,
             lane,
             msg_id: 0,
             data: payload,
-            track: 0,
+            track: if want_reply { session | CALL_BIT } else { 0 },
             acct,
-            ack_timeout_ms: 0,
+            ack_timeout_ms: if want_reply { opts.timeout_ms } else { 0 },
             flags: rpc::FLAG,
-        }))
+        }));
+        if let Err(e) = sent {
+            self.state().rpc.calls.remove(&session);
+            return Err(e);
+        }
+        Ok(session)
     }
 
     /// Answers the request behind `token` with `code` (XXNET_OK or a positive
@@ -262,7 +257,9 @@ impl Context {
         let mut head = BytesMut::with_capacity(16);
         rpc::put_reply(&mut head, 0, code);
         // Too large: the token stays valid, so the host can answer with an error code.
-        self.rpc_fits(head.len(), data)?;
+        if head.len() + data.len() > self.max_message {
+            return Err(XXNET_E_TOO_LARGE);
+        }
         let mut st = self.state();
         self.check_usable(&st)?;
         let t = *st.rpc.tokens.get(&token).ok_or(XXNET_E_UNKNOWN_TOKEN)?;
