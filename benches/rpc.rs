@@ -735,7 +735,7 @@ fn main() {
         if quick {
             big_with_small(3, 20, 20);
         } else {
-            big_with_small(10, 200, 200);
+            big_with_small(10, 1000, 1000);
         }
     }
     println!("total {:.1?}", t0.elapsed());
