@@ -250,45 +250,14 @@ struct Proc {
 
 impl Proc {
     fn spawn(name: &str, cfg: &str) -> Proc {
-        use std::process::{Command, Stdio};
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut child = Command::new(exe)
-            .args([
-                "--exact",
-                "rpc_node",
-                "--nocapture",
-                "--ignored",
-                "--test-threads=1",
-            ])
-            .env(NODE_ENV, name)
-            .env(CFG_ENV, cfg)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn child node");
+        // The harness may print "test rpc_node ... " on the same line as a tagged one.
+        let (mut child, rx) = spawn_self(
+            "rpc_node",
+            &[(NODE_ENV, name), (CFG_ENV, cfg)],
+            name,
+            |line| line.find(TAG).map(|i| line[i + TAG.len()..].to_string()),
+        );
         let pid = child.id() as i32;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                // The harness may print "test rpc_node ... " on the same line.
-                if let Some(i) = line.find(TAG) {
-                    if tx.send(line[i + TAG.len()..].to_string()).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let err = child.stderr.take().unwrap();
-        let label = name.to_string();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[{label} {pid}] {line}");
-            }
-        });
         let mut p = Proc {
             name: name.to_string(),
             pid,

@@ -1586,42 +1586,13 @@ impl ChildPeer {
     /// msg_id order) or "nopoll" (never polls until told "poll").
     /// `cfg` is a comma-separated list of config `field=value`.
     pub fn spawn(mode: &str, cfg: &str) -> ChildPeer {
-        use std::io::BufRead;
-        use std::process::{Command, Stdio};
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut child = Command::new(exe)
-            .args([
-                "--exact",
-                "child_peer",
-                "--nocapture",
-                "--ignored",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, mode)
-            .env(CHILD_CFG_ENV, cfg)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn child peer");
+        let (mut child, lines) = spawn_self(
+            "child_peer",
+            &[(CHILD_ENV, mode), (CHILD_CFG_ENV, cfg)],
+            "child",
+            |l| Some(l.to_string()),
+        );
         let pid = child.id() as i32;
-        let (tx, lines) = std::sync::mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[child {pid}] {line}");
-            }
-        });
         let stdin = child.stdin.take();
         let mut c = ChildPeer {
             pid,
@@ -1805,4 +1776,58 @@ pub fn child_peer_main() {
             std::process::exit(3);
         }
     }
+}
+
+/// Re-runs this test binary as a child process that executes only the
+/// ignored test `test_name`, with `envs` set and stdin, stdout and stderr
+/// piped. Returns the child and its stdout lines, each passed through `keep`
+/// (None drops it); stderr lines are echoed prefixed with `label` and the pid.
+pub fn spawn_self(
+    test_name: &str,
+    envs: &[(&str, &str)],
+    label: &str,
+    keep: impl Fn(&str) -> Option<String> + Send + 'static,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        test_name,
+        "--nocapture",
+        "--ignored",
+        "--test-threads=1",
+    ]);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn a child test process");
+    let pid = child.id();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if let Some(kept) = keep(&line) {
+                if tx.send(kept).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let err = child.stderr.take().unwrap();
+    let label = label.to_string();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("[{label} {pid}] {line}");
+        }
+    });
+    (child, lines)
 }
