@@ -340,22 +340,7 @@ impl Proc {
     /// SIGSTOP; returns once every thread of the child is stopped.
     fn freeze(&self) {
         self.signal(libc::SIGSTOP);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.all_threads_stopped() {
-            assert!(Instant::now() < deadline, "child {} did not stop", self.pid);
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-
-    fn all_threads_stopped(&self) -> bool {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
-            return false;
-        };
-        tasks.flatten().all(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
-        })
+        wait_stopped(self.pid);
     }
 
     fn thaw(&self) {

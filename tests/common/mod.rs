@@ -1672,28 +1672,7 @@ impl ChildPeer {
     /// every thread of it is stopped (signals are delivered asynchronously).
     pub fn freeze(&self) {
         self.signal(libc::SIGSTOP);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.all_threads_stopped() {
-            assert!(
-                Instant::now() < deadline,
-                "child {} did not stop within 5 s",
-                self.pid
-            );
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-
-    /// Every thread of the child is in state T (stopped), per /proc.
-    fn all_threads_stopped(&self) -> bool {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
-            return false;
-        };
-        tasks.flatten().all(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            // "pid (comm) S ...": the state follows the last ')'.
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
-        })
+        wait_stopped(self.pid);
     }
 
     /// SIGCONT.
@@ -1830,4 +1809,28 @@ pub fn spawn_self(
         }
     });
     (child, lines)
+}
+
+/// Waits (at most 5 s, else panics) until every thread of process `pid` is
+/// stopped (state T in /proc), as it is some time after SIGSTOP.
+pub fn wait_stopped(pid: i32) {
+    let all_stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        tasks.flatten().all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            // "pid (comm) S ...": the state follows the last ')'.
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !all_stopped() {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} did not stop within 5 s"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
