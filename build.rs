@@ -30,6 +30,7 @@ fn main() {
         "src/ffi/dispatch.rs",
         "src/ffi/logging.rs",
         "src/ffi/rpc.rs",
+        "src/ffi/files.rs",
     ] {
         builder = builder.with_src(crate_dir.join(file));
     }

@@ -239,6 +239,51 @@
 #define XXNET_E_CLUSTER_FILE -59
 
 /**
+ * Download: the source node does not have content with that md5 and size (or serves no files).
+ */
+#define XXNET_E_NO_CONTENT -60
+
+/**
+ * Download or serving: a file name or directory is refused (absolute, `..`, NUL byte, too long,
+ * not a directory) or an md5 is not 32 hex digits. Nothing outside the cache and the served
+ * directories is ever read or written.
+ */
+#define XXNET_E_BAD_PATH -61
+
+/**
+ * Download: not enough room: the file is larger than download_quota, the downloads running (and
+ * files the host still holds) need more than the quota together, or the disk is full.
+ */
+#define XXNET_E_NO_SPACE -62
+
+/**
+ * Download: the content's md5 does not match (checked at the end; the partial file is
+ * discarded), or a block kept arriving corrupt.
+ */
+#define XXNET_E_CHECKSUM -63
+
+/**
+ * Download: the file's size does not match (the source's file under that name, or the cached
+ * file at the end; a partial file is discarded).
+ */
+#define XXNET_E_SIZE_MISMATCH -64
+
+/**
+ * Download: reading or writing the cache failed (details in the log).
+ */
+#define XXNET_E_DISK -65
+
+/**
+ * Download: the host cancelled it (xxnet_download_cancel).
+ */
+#define XXNET_E_CANCELLED -66
+
+/**
+ * Download: the task id is unknown, already finished or already released.
+ */
+#define XXNET_E_UNKNOWN_TASK -67
+
+/**
  * No event (an unused slot).
  */
 #define XXNET_EVENT_NONE 0
@@ -325,6 +370,28 @@
 #define XXNET_EVENT_NODE_CHANGED 15
 
 /**
+ * A download advanced (at most 4 per second per task): `id` is the task, `count` the bytes
+ * already in the cache, `total` the file's size, `node` the source node.
+ */
+#define XXNET_EVENT_DOWNLOAD_PROGRESS 16
+
+/**
+ * A download finished (exactly one DONE or FAILED per task): `id` is the task, `data`/`len` the
+ * local path of the file (NUL-terminated; valid until the next poll, the file itself until
+ * xxnet_download_release), `count` = `total` = its size, `node` the source node.
+ */
+#define XXNET_EVENT_DOWNLOAD_DONE 17
+
+/**
+ * A download failed (exactly one DONE or FAILED per task): `id` is the task, `code` the reason
+ * (XXNET_E_TIMEOUT, XXNET_E_NODE_DOWN, XXNET_E_NO_CONTENT, XXNET_E_CHECKSUM,
+ * XXNET_E_SIZE_MISMATCH, XXNET_E_NO_SPACE, XXNET_E_DISK, XXNET_E_CANCELLED, ...), `count` the
+ * bytes in the cache so far (kept for a later resume unless the content was found wrong),
+ * `total` the size, `node` the source node.
+ */
+#define XXNET_EVENT_DOWNLOAD_FAILED 18
+
+/**
  * XXNET_EVENT_NODE_CHANGED: a node was added to the directory.
  */
 #define XXNET_NODE_ADDED 1
@@ -358,7 +425,7 @@
  * The ABI version of this header; raised whenever an export, struct or
  * constant changes incompatibly. Compare with xxnet_abi_version().
  */
-#define XXNET_ABI_VERSION 1
+#define XXNET_ABI_VERSION 2
 
 /**
  * Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
@@ -509,6 +576,34 @@ typedef struct xxnet_config {
    * data already received; raise it (or use 0) for high-bandwidth links with long round trips.
    */
   uint32_t socket_recv_buffer;
+  /**
+   * Directory of the download cache, or NULL (downloads are then refused with
+   * XXNET_E_INVALID_ARG). Created if missing; `data/` holds the files and `index.json` what is
+   * downloaded, so a restarted node resumes partial files. Read only during xxnet_new.
+   */
+  const char *download_dir;
+  /**
+   * Bytes the download cache may hold, partial files counted at their full size (default 0:
+   * no limit but the disk's free space). Least-recently-used files nobody holds are evicted
+   * to make room.
+   */
+  uint64_t download_quota;
+  /**
+   * A download request fails after this many ms (default 300000, the seed's 5 minutes).
+   */
+  uint32_t download_timeout_ms;
+  /**
+   * Block size of new downloads in bytes: a multiple of 64 KiB up to 4 MiB (default 1 MiB).
+   */
+  uint32_t download_block_size;
+  /**
+   * Blocks requested ahead per download (default 8, at most 64).
+   */
+  uint32_t download_window;
+  /**
+   * Bytes per second all downloads of this context may fetch together (default 0: no limit).
+   */
+  uint64_t download_rate_limit;
 } xxnet_config;
 
 /**
@@ -755,6 +850,48 @@ typedef struct xxnet_call_opts {
    */
   uint32_t flags;
 } xxnet_call_opts;
+
+/**
+ * Counters read with `xxnet_files_stats`. Counts are since xxnet_new.
+ */
+typedef struct xxnet_file_stats {
+  /**
+   * Blocks received, checked and written to the download cache.
+   */
+  uint64_t blocks_fetched;
+  /**
+   * Blocks that arrived corrupt (a granule's CRC did not match) and were requested again.
+   */
+  uint64_t blocks_refetched;
+  /**
+   * Blocks this node served to other nodes.
+   */
+  uint64_t blocks_served;
+  /**
+   * Bytes written to the download cache.
+   */
+  uint64_t bytes_fetched;
+  /**
+   * Bytes of file data served to other nodes.
+   */
+  uint64_t bytes_served;
+  /**
+   * Downloads completed and verified (one per content, however many requesters joined).
+   */
+  uint64_t downloads_done;
+  /**
+   * Cached files evicted to make room.
+   */
+  uint64_t evictions;
+  /**
+   * Bytes the download cache holds now (partial files at their full size).
+   */
+  uint64_t cache_bytes;
+  /**
+   * Distinct contents this node serves now (updated as the served directories are hashed).
+   */
+  uint64_t served_files;
+} xxnet_file_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1099,6 +1236,70 @@ int xxnet_reply(struct xxnet_ctx *ctx, uint64_t token, int code, const uint8_t *
  * is queued without waiting. Call xxnet_free afterwards. NULL is a no-op.
  */
 void xxnet_shutdown(struct xxnet_ctx *ctx);
+
+/**
+ * Serves the files under directory `dir` (and its subdirectories) to other
+ * nodes by content: a peer asks for an md5 and size, never for a path. The
+ * directory is hashed in the background by the files thread (requests
+ * arriving meanwhile wait); a file added later is found through the name a
+ * requester gives, which must lie inside `dir` (symbolic links are not
+ * followed out of it). May be called for several directories.
+ * XXNET_E_BAD_PATH if `dir` is not an existing directory.
+ */
+int xxnet_files_serve(struct xxnet_ctx *ctx, const char *dir);
+
+/**
+ * Downloads the content with md5 `md5_hex` (32 hex digits) and `size`
+ * bytes from `node` into the download cache (config download_dir). On
+ * XXNET_OK writes the task id (never 0) to `*task` (may be NULL); then
+ * XXNET_EVENT_DOWNLOAD_PROGRESS events may follow, and exactly one
+ * XXNET_EVENT_DOWNLOAD_DONE (with the file's local path) or
+ * XXNET_EVENT_DOWNLOAD_FAILED (with the reason).
+ *
+ * Content already in the cache is DONE at once (its last-used time is
+ * refreshed); content already downloading is joined: the bytes travel once
+ * and every task gets its own result. Partial files survive a restart and
+ * are resumed by the next request for them. `file_name` is a hint for the
+ * source (a relative path under a served directory) and is kept in the
+ * index; it is never used as a local path.
+ *
+ * Returns at once, without an event: XXNET_E_BAD_PATH (md5 not 32 hex
+ * digits; file name absolute, with `..`, `.`, `\\` or a NUL byte, longer
+ * than 1024 bytes or with a component longer than 255), XXNET_E_NO_SPACE
+ * (size above download_quota), XXNET_E_UNKNOWN_NODE, XXNET_E_INVALID_ARG
+ * (no download_dir configured), XXNET_E_SHUTDOWN, XXNET_E_NULL_POINTER.
+ */
+int xxnet_download(struct xxnet_ctx *ctx,
+                   const char *node,
+                   const char *md5_hex,
+                   const char *file_name,
+                   uint64_t size,
+                   uint64_t *task);
+
+/**
+ * Cancels a running download task: its XXNET_EVENT_DOWNLOAD_FAILED with
+ * XXNET_E_CANCELLED comes from the next poll and nothing else follows for
+ * it. Other tasks of the same content go on; when none is left the
+ * transfer stops and the partial file stays in the cache for a later
+ * resume. XXNET_E_UNKNOWN_TASK if the task is not running (finished,
+ * failed or cancelled already, or never existed).
+ */
+int xxnet_download_cancel(struct xxnet_ctx *ctx, uint64_t task);
+
+/**
+ * Releases the file of a task that ended with XXNET_EVENT_DOWNLOAD_DONE.
+ * Until then the file is in use and never evicted; afterwards it stays in
+ * the cache (a later download of it is DONE at once) but may be evicted,
+ * least recently used first, when room is needed. An open file survives
+ * its eviction (POSIX semantics). XXNET_E_UNKNOWN_TASK if the task did not
+ * end with DONE or was released already.
+ */
+int xxnet_download_release(struct xxnet_ctx *ctx, uint64_t task);
+
+/**
+ * Fills `*out` with the download counters.
+ */
+int xxnet_files_stats(struct xxnet_ctx *ctx, struct xxnet_file_stats *out);
 
 #ifdef __cplusplus
 }  // extern "C"

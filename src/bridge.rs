@@ -39,6 +39,8 @@ pub enum Command {
         addr: std::net::SocketAddr,
         code: std::os::raw::c_int,
     },
+    /// The files thread started: route file requests and its call results to it.
+    Files { tx: Sender<crate::files::FilesMsg> },
     /// Stop the reactor; sockets close when it returns.
     Shutdown,
     /// Test hook: panic on the reactor thread.
@@ -109,6 +111,8 @@ impl Shared {
 pub struct HostLink {
     pub commands: Sender<Command>,
     pub events: Receiver<Vec<Event>>,
+    /// A sender of the event channel, for the files thread.
+    pub events_tx: Sender<Vec<Event>>,
     pub shared: Arc<Shared>,
 }
 
@@ -137,6 +141,7 @@ pub fn link(waker: mio::Waker) -> (HostLink, ReactorLink) {
         HostLink {
             commands: ctx,
             events: erx,
+            events_tx: etx.clone(),
             shared: shared.clone(),
         },
         ReactorLink {

@@ -101,6 +101,27 @@ pub const XXNET_E_NO_SERVICE: c_int = -56;
 pub const XXNET_E_UNKNOWN_TOKEN: c_int = -57;
 /// A cluster directory file could not be used (malformed lines; xxnet_last_error() lists them with file and line).
 pub const XXNET_E_CLUSTER_FILE: c_int = -59;
+/// Download: the source node does not have content with that md5 and size (or serves no files).
+pub const XXNET_E_NO_CONTENT: c_int = -60;
+/// Download or serving: a file name or directory is refused (absolute, `..`, NUL byte, too long,
+/// not a directory) or an md5 is not 32 hex digits. Nothing outside the cache and the served
+/// directories is ever read or written.
+pub const XXNET_E_BAD_PATH: c_int = -61;
+/// Download: not enough room: the file is larger than download_quota, the downloads running (and
+/// files the host still holds) need more than the quota together, or the disk is full.
+pub const XXNET_E_NO_SPACE: c_int = -62;
+/// Download: the content's md5 does not match (checked at the end; the partial file is
+/// discarded), or a block kept arriving corrupt.
+pub const XXNET_E_CHECKSUM: c_int = -63;
+/// Download: the file's size does not match (the source's file under that name, or the cached
+/// file at the end; a partial file is discarded).
+pub const XXNET_E_SIZE_MISMATCH: c_int = -64;
+/// Download: reading or writing the cache failed (details in the log).
+pub const XXNET_E_DISK: c_int = -65;
+/// Download: the host cancelled it (xxnet_download_cancel).
+pub const XXNET_E_CANCELLED: c_int = -66;
+/// Download: the task id is unknown, already finished or already released.
+pub const XXNET_E_UNKNOWN_TASK: c_int = -67;
 
 /// No event (an unused slot).
 pub const XXNET_EVENT_NONE: u32 = 0;
@@ -143,6 +164,19 @@ pub const XXNET_EVENT_CALL_RESULT: u32 = 14;
 /// `id` one of XXNET_NODE_ADDED / XXNET_NODE_MOVED / XXNET_NODE_REMOVED, `peer_ip`/`peer_port`
 /// its address (the new one when it moved).
 pub const XXNET_EVENT_NODE_CHANGED: u32 = 15;
+/// A download advanced (at most 4 per second per task): `id` is the task, `count` the bytes
+/// already in the cache, `total` the file's size, `node` the source node.
+pub const XXNET_EVENT_DOWNLOAD_PROGRESS: u32 = 16;
+/// A download finished (exactly one DONE or FAILED per task): `id` is the task, `data`/`len` the
+/// local path of the file (NUL-terminated; valid until the next poll, the file itself until
+/// xxnet_download_release), `count` = `total` = its size, `node` the source node.
+pub const XXNET_EVENT_DOWNLOAD_DONE: u32 = 17;
+/// A download failed (exactly one DONE or FAILED per task): `id` is the task, `code` the reason
+/// (XXNET_E_TIMEOUT, XXNET_E_NODE_DOWN, XXNET_E_NO_CONTENT, XXNET_E_CHECKSUM,
+/// XXNET_E_SIZE_MISMATCH, XXNET_E_NO_SPACE, XXNET_E_DISK, XXNET_E_CANCELLED, ...), `count` the
+/// bytes in the cache so far (kept for a later resume unless the content was found wrong),
+/// `total` the size, `node` the source node.
+pub const XXNET_EVENT_DOWNLOAD_FAILED: u32 = 18;
 
 /// XXNET_EVENT_NODE_CHANGED: a node was added to the directory.
 pub const XXNET_NODE_ADDED: u64 = 1;
@@ -160,7 +194,7 @@ pub const XXNET_PEER_RECONNECTING: u32 = 3;
 
 /// The ABI version of this header; raised whenever an export, struct or
 /// constant changes incompatibly. Compare with xxnet_abi_version().
-pub const XXNET_ABI_VERSION: u32 = 1;
+pub const XXNET_ABI_VERSION: u32 = 2;
 
 /// Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
 pub const XXNET_LANES: u32 = 4;
@@ -225,6 +259,14 @@ pub fn describe_cstr(code: c_int) -> &'static CStr {
         XXNET_E_NO_SERVICE => c"no such service on the called node",
         XXNET_E_UNKNOWN_TOKEN => c"unknown or already answered reply token",
         XXNET_E_CLUSTER_FILE => c"malformed cluster directory file",
+        XXNET_E_NO_CONTENT => c"the source has no content with that md5 and size",
+        XXNET_E_BAD_PATH => c"file name, directory or md5 refused",
+        XXNET_E_NO_SPACE => c"no space: download quota or disk full",
+        XXNET_E_CHECKSUM => c"md5 mismatch (or a block kept arriving corrupt)",
+        XXNET_E_SIZE_MISMATCH => c"file size mismatch",
+        XXNET_E_DISK => c"disk error in the download cache",
+        XXNET_E_CANCELLED => c"download cancelled",
+        XXNET_E_UNKNOWN_TASK => c"unknown download task",
         _ => c"unknown code",
     }
 }
@@ -303,6 +345,14 @@ mod tests {
             XXNET_E_NO_SERVICE,
             XXNET_E_UNKNOWN_TOKEN,
             XXNET_E_CLUSTER_FILE,
+            XXNET_E_NO_CONTENT,
+            XXNET_E_BAD_PATH,
+            XXNET_E_NO_SPACE,
+            XXNET_E_CHECKSUM,
+            XXNET_E_SIZE_MISMATCH,
+            XXNET_E_DISK,
+            XXNET_E_CANCELLED,
+            XXNET_E_UNKNOWN_TASK,
         ];
         let mut seen = std::collections::HashSet::new();
         for c in codes {

@@ -47,6 +47,19 @@ pub struct Config {
     /// SO_RCVBUF of every connection in bytes (0: the OS default with autotuning). A bounded
     /// kernel receive queue keeps small messages from waiting behind megabytes of bulk data.
     pub socket_recv_buffer: usize,
+    /// Directory of the download cache (issue 6): `data/` holds the files, `index.json`
+    /// what is downloaded. None: downloads are refused.
+    pub download_dir: Option<std::path::PathBuf>,
+    /// Bytes the cache may hold (0: no limit but the disk's free space).
+    pub download_quota: u64,
+    /// A download request fails after this long (the seed's 5 minutes).
+    pub download_timeout_ms: u64,
+    /// Block size of new downloads: a multiple of 64 KiB, at most 4 MiB.
+    pub download_block_size: u32,
+    /// Blocks requested ahead per download.
+    pub download_window: u32,
+    /// Bytes per second all downloads together may fetch (0: no limit).
+    pub download_rate_limit: u64,
 }
 
 impl Config {
@@ -99,6 +112,21 @@ impl Config {
         if self.auth_secret.as_ref().is_some_and(|s| s.is_empty()) {
             return Err("auth_secret must not be empty (pass NULL for none)".into());
         }
+        if self.download_block_size == 0
+            || self.download_block_size % crate::files::GRANULE != 0
+            || self.download_block_size > crate::files::MAX_BLOCK
+        {
+            return Err(format!(
+                "download_block_size {} is not a multiple of 64 KiB up to 4 MiB",
+                self.download_block_size
+            ));
+        }
+        if self.download_window == 0 || self.download_window > 64 {
+            return Err("download_window must be 1..=64".into());
+        }
+        if self.download_timeout_ms == 0 {
+            return Err("download_timeout_ms must be at least 1".into());
+        }
         if self.recv_queue_limit < self.fragment_size {
             return Err("recv_queue_limit must be at least fragment_size".into());
         }
@@ -128,6 +156,12 @@ impl Default for Config {
             call_timeout_ms: 10_000,
             call_cache_limit: 1024,
             socket_recv_buffer: 256 << 10,
+            download_dir: None,
+            download_quota: 0,
+            download_timeout_ms: 300_000,
+            download_block_size: 1 << 20,
+            download_window: 8,
+            download_rate_limit: 0,
         }
     }
 }

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod files;
 mod rpc;
+pub use files::FileStats;
 pub use rpc::CallOpts;
 
 /// Per-message options.
@@ -83,6 +85,8 @@ struct HostState {
     shut_down: bool,
     /// Remote calls: directory, pending calls, reply tokens, services.
     rpc: rpc::RpcState,
+    /// Downloads: open tasks, held files, the files thread.
+    dl: files::DownloadState,
 }
 
 impl HostState {
@@ -110,6 +114,8 @@ pub struct Context {
     low_water: u64,
     user_data_changes: std::sync::atomic::AtomicU64,
     node_name: Option<String>,
+    files_settings: crate::files::worker::Settings,
+    download_timeout_ms: u64,
 }
 
 impl Context {
@@ -123,6 +129,15 @@ impl Context {
         let high_water = cfg.send_high_water as u64;
         let low_water = cfg.send_low_water as u64;
         let node_name = cfg.node_name.clone();
+        let files_settings = crate::files::worker::Settings {
+            dir: cfg.download_dir.clone(),
+            quota: cfg.download_quota,
+            block: cfg.download_block_size,
+            window: cfg.download_window,
+            rate: cfg.download_rate_limit,
+            max_message: cfg.max_message_size,
+        };
+        let download_timeout_ms = cfg.download_timeout_ms;
         let handle = std::thread::Builder::new()
             .name("xxnet-reactor".into())
             .spawn(move || reactor::run(poll, reactor_end, cfg))
@@ -137,6 +152,8 @@ impl Context {
             low_water,
             user_data_changes: Default::default(),
             node_name,
+            files_settings,
+            download_timeout_ms,
         })
     }
 
@@ -422,6 +439,9 @@ impl Context {
                     }
                 }
                 XXNET_EVENT_CALL_REQUEST | XXNET_EVENT_CALL_RESULT => return st.rpc.admit(ev),
+                XXNET_EVENT_DOWNLOAD_PROGRESS
+                | XXNET_EVENT_DOWNLOAD_DONE
+                | XXNET_EVENT_DOWNLOAD_FAILED => return st.dl.admit(ev),
                 _ => {}
             }
             if ev.kind == XXNET_EVENT_DISCONNECTED {
@@ -546,6 +566,8 @@ impl Context {
             }
             st.shut_down = true;
         }
+        // The files thread first: it saves the index and stops sending.
+        self.state().dl.stop();
         let _ = self.link.commands.send(Command::Shutdown);
         self.link.shared.wake();
         let handle = self
@@ -560,8 +582,11 @@ impl Context {
         while let Ok(batch) = self.link.events.try_recv() {
             st.pending.extend(batch);
         }
-        let HostState { rpc, pending, .. } = &mut *st;
+        let HostState {
+            rpc, pending, dl, ..
+        } = &mut *st;
         rpc.resolve_all(XXNET_E_SHUTDOWN, pending);
+        dl.fail_all(XXNET_E_SHUTDOWN, pending);
     }
 
     /// `close_network`, then drops every queued event. Idempotent.

@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod codes;
 pub mod config;
 pub mod ffi;
+pub mod files;
 pub mod host;
 pub mod proto;
 pub mod reactor;

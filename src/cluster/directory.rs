@@ -118,6 +118,11 @@ impl Directory {
         self.nodes.remove(name).is_some()
     }
 
+    /// Every node and its address.
+    pub fn entries(&self) -> Vec<(String, SocketAddr)> {
+        self.nodes.iter().map(|(n, a)| (n.clone(), *a)).collect()
+    }
+
     /// The address of `name`.
     pub fn get(&self, name: &str) -> Option<SocketAddr> {
         self.nodes.get(name).copied()

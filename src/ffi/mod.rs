@@ -12,6 +12,7 @@
 
 pub mod context;
 pub mod dispatch;
+pub mod files;
 pub mod logging;
 pub mod rpc;
 pub mod types;

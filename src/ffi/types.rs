@@ -62,6 +62,22 @@ pub struct xxnet_config {
     /// A bounded kernel receive queue keeps a small message from waiting behind megabytes of bulk
     /// data already received; raise it (or use 0) for high-bandwidth links with long round trips.
     pub socket_recv_buffer: u32,
+    /// Directory of the download cache, or NULL (downloads are then refused with
+    /// XXNET_E_INVALID_ARG). Created if missing; `data/` holds the files and `index.json` what is
+    /// downloaded, so a restarted node resumes partial files. Read only during xxnet_new.
+    pub download_dir: *const c_char,
+    /// Bytes the download cache may hold, partial files counted at their full size (default 0:
+    /// no limit but the disk's free space). Least-recently-used files nobody holds are evicted
+    /// to make room.
+    pub download_quota: u64,
+    /// A download request fails after this many ms (default 300000, the seed's 5 minutes).
+    pub download_timeout_ms: u32,
+    /// Block size of new downloads in bytes: a multiple of 64 KiB up to 4 MiB (default 1 MiB).
+    pub download_block_size: u32,
+    /// Blocks requested ahead per download (default 8, at most 64).
+    pub download_window: u32,
+    /// Bytes per second all downloads of this context may fetch together (default 0: no limit).
+    pub download_rate_limit: u64,
 }
 
 impl Default for xxnet_config {
@@ -88,6 +104,12 @@ impl Default for xxnet_config {
             call_timeout_ms: c.call_timeout_ms as u32,
             call_cache_limit: c.call_cache_limit as u32,
             socket_recv_buffer: c.socket_recv_buffer as u32,
+            download_dir: std::ptr::null(),
+            download_quota: c.download_quota,
+            download_timeout_ms: c.download_timeout_ms as u32,
+            download_block_size: c.download_block_size,
+            download_window: c.download_window,
+            download_rate_limit: c.download_rate_limit,
         }
     }
 }
@@ -125,6 +147,17 @@ impl xxnet_config {
                     .ok_or_else(|| format!("advertise_ip {text:?} is not a numeric IP address"))?,
             )
         };
+        let download_dir = if self.download_dir.is_null() {
+            None
+        } else {
+            let text = CStr::from_ptr(self.download_dir)
+                .to_str()
+                .map_err(|_| "download_dir is not UTF-8".to_string())?;
+            if text.is_empty() {
+                return Err("download_dir is empty (pass NULL for none)".into());
+            }
+            Some(std::path::PathBuf::from(text))
+        };
         let cfg = Config {
             max_connections: self.max_connections as usize,
             max_message_size: usize::try_from(self.max_message_size).unwrap_or(usize::MAX),
@@ -145,6 +178,12 @@ impl xxnet_config {
             call_timeout_ms: self.call_timeout_ms as u64,
             call_cache_limit: self.call_cache_limit as usize,
             socket_recv_buffer: self.socket_recv_buffer as usize,
+            download_dir,
+            download_quota: self.download_quota,
+            download_timeout_ms: self.download_timeout_ms as u64,
+            download_block_size: self.download_block_size,
+            download_window: self.download_window,
+            download_rate_limit: self.download_rate_limit,
         };
         cfg.validate()?;
         Ok(cfg)

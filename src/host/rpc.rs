@@ -38,7 +38,7 @@ struct Token {
 /// Host-side remote-call state.
 #[derive(Debug, Default)]
 pub(super) struct RpcState {
-    dir: Directory,
+    pub(super) dir: Directory,
     /// NUL-terminated names of directory nodes (handed out in events without copying).
     names: HashMap<String, Bytes>,
     /// Open calls: session → the called node's name.
@@ -128,7 +128,7 @@ impl RpcState {
         }
     }
 
-    fn name_bytes(&mut self, name: &str) -> Bytes {
+    pub(super) fn name_bytes(&mut self, name: &str) -> Bytes {
         if let Some(b) = self.names.get(name) {
             return b.clone();
         }
@@ -419,6 +419,7 @@ impl Context {
             });
         }
         st.rpc.dir = next;
+        self.files_nodes_changed(st);
         Ok(())
     }
 }

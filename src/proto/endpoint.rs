@@ -812,6 +812,9 @@ impl Endpoint {
         self.release(m.acct, len);
         self.counters.failed_msgs += 1;
         self.counters.failed_bytes += len;
+        if m.acct == crate::files::FILES_ACCT {
+            return; // the files thread's own message: it retries by itself
+        }
         if m.track != 0 {
             self.events.push(Event {
                 kind: XXNET_EVENT_EXPIRED,
@@ -2082,6 +2085,8 @@ impl Endpoint {
                     self.counters.failed_msgs += 1;
                     self.counters.failed_bytes += info.len as u64;
                     match report {
+                        // The files thread's messages: it retries by itself.
+                        Report::SendFailed if info.tag.acct == crate::files::FILES_ACCT => {}
                         Report::SendFailed => {
                             let f = &mut failed[(info.seq != 0) as usize];
                             if f.count == 0 {

@@ -71,7 +71,7 @@ pub fn valid_service(name: &str) -> bool {
 }
 
 fn put_name(out: &mut BytesMut, name: &str) {
-    debug_assert!(valid_service(name));
+    debug_assert!(valid_service(name) || name == crate::files::SERVICE);
     out.put_u8(name.len() as u8 + 1);
     out.put_slice(name.as_bytes());
     out.put_u8(0);
@@ -154,7 +154,8 @@ impl Reader<'_> {
         let start = self.at;
         let s = self.take(n)?;
         let (text, nul) = s.split_at(n - 1);
-        let ok = nul == [0] && std::str::from_utf8(text).is_ok_and(valid_name);
+        let ok = nul == [0]
+            && std::str::from_utf8(text).is_ok_and(|t| valid_name(t) || t == crate::files::SERVICE);
         if !ok {
             return Err(bad("RPC service name malformed"));
         }

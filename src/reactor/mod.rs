@@ -143,6 +143,8 @@ struct Reactor {
     events_bytes: usize,
     /// Sockets finishing a graceful close: goodbye bytes left, and a deadline.
     closing: slab::Slab<(Sock, bytes::Bytes, Instant)>,
+    /// The files thread, once started: file requests and the results of its calls go there.
+    files: Option<crossbeam_channel::Sender<crate::files::FilesMsg>>,
 }
 
 impl Reactor {
@@ -167,6 +169,7 @@ impl Reactor {
             paused: Vec::new(),
             events_bytes: 0,
             closing: slab::Slab::new(),
+            files: None,
         }
     }
 
@@ -570,6 +573,7 @@ impl Reactor {
                 Command::Close { conn } => self.ep.close_conn(conn, now),
                 Command::Service { name, serve } => self.ep.set_service(&name, serve),
                 Command::EndPeer { addr, code } => self.ep.end_peer(addr, code),
+                Command::Files { tx } => self.files = Some(tx),
                 Command::Shutdown => return false,
                 Command::InjectPanic => panic!("injected reactor panic (test hook)"),
             }
@@ -599,6 +603,25 @@ impl Reactor {
     fn collect_events(&mut self) {
         let start = self.events.len();
         self.ep.take_events(&mut self.events);
+        if let Some(tx) = &self.files {
+            if self.events[start..]
+                .iter()
+                .any(crate::files::routed_to_files)
+            {
+                let mut routed = Vec::new();
+                let mut keep = start;
+                for i in start..self.events.len() {
+                    if crate::files::routed_to_files(&self.events[i]) {
+                        routed.push(std::mem::take(&mut self.events[i]));
+                    } else {
+                        self.events.swap(keep, i);
+                        keep += 1;
+                    }
+                }
+                self.events.truncate(keep);
+                let _ = tx.send(crate::files::FilesMsg::Net(routed));
+            }
+        }
         for ev in &self.events[start..] {
             self.events_bytes += ev.queued_bytes();
         }

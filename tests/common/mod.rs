@@ -120,6 +120,9 @@ pub fn kind_name(kind: u32) -> &'static str {
         XXNET_EVENT_CALL_REQUEST => "CALL_REQUEST",
         XXNET_EVENT_CALL_RESULT => "CALL_RESULT",
         XXNET_EVENT_NODE_CHANGED => "NODE_CHANGED",
+        XXNET_EVENT_DOWNLOAD_PROGRESS => "DOWNLOAD_PROGRESS",
+        XXNET_EVENT_DOWNLOAD_DONE => "DOWNLOAD_DONE",
+        XXNET_EVENT_DOWNLOAD_FAILED => "DOWNLOAD_FAILED",
         _ => "UNKNOWN",
     }
 }
@@ -421,6 +424,54 @@ impl Node {
     /// xxnet_shutdown.
     pub fn shutdown(&self) {
         xxnet::ffi::rpc::xxnet_shutdown(self.ctx);
+    }
+
+    /// xxnet_files_serve; returns the code.
+    pub fn files_serve(&self, dir: &std::path::Path) -> i32 {
+        let d = CString::new(dir.to_str().unwrap()).unwrap();
+        xxnet::ffi::files::xxnet_files_serve(self.ctx, d.as_ptr())
+    }
+
+    /// xxnet_download: Ok(task) or Err(code).
+    pub fn download(&self, node: &str, md5: &str, name: &str, size: u64) -> Result<u64, i32> {
+        let (n, m, f) = (
+            CString::new(node).unwrap(),
+            CString::new(md5).unwrap(),
+            CString::new(name).unwrap(),
+        );
+        let mut task = 0u64;
+        match xxnet::ffi::files::xxnet_download(
+            self.ctx,
+            n.as_ptr(),
+            m.as_ptr(),
+            f.as_ptr(),
+            size,
+            &mut task,
+        ) {
+            XXNET_OK => {
+                assert_ne!(task, 0, "a task id is never 0");
+                Ok(task)
+            }
+            code => Err(code),
+        }
+    }
+
+    /// The DOWNLOAD_DONE or DOWNLOAD_FAILED of `task` in the log, if it came.
+    pub fn download_end(&self, task: u64) -> Option<&Ev> {
+        self.log.iter().find(|e| {
+            e.id == task
+                && (e.kind == XXNET_EVENT_DOWNLOAD_DONE || e.kind == XXNET_EVENT_DOWNLOAD_FAILED)
+        })
+    }
+
+    /// xxnet_files_stats.
+    pub fn files_stats(&self) -> xxnet::ffi::files::xxnet_file_stats {
+        let mut s = xxnet::ffi::files::xxnet_file_stats::default();
+        assert_eq!(
+            xxnet::ffi::files::xxnet_files_stats(self.ctx, &mut s),
+            XXNET_OK
+        );
+        s
     }
 
     /// The CALL_RESULT of `session` in the log, if it came.
