@@ -718,7 +718,8 @@ typedef struct xxnet_event {
    */
   char peer_ip[48];
   /**
-   * Payload of a MESSAGE (borrowed until the next poll), or NULL.
+   * Payload of a MESSAGE, CALL_REQUEST or CALL_RESULT; the local path of a DOWNLOAD_DONE's
+   * file (NUL-terminated, `len` excludes the NUL). Borrowed until the next poll; NULL if none.
    */
   const uint8_t *data;
   /**

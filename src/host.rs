@@ -567,7 +567,10 @@ impl Context {
             st.shut_down = true;
         }
         // The files thread first: it saves the index and stops sending.
-        self.state().dl.stop();
+        let files = self.state().dl.take_thread();
+        if let Some(t) = files {
+            t.stop();
+        }
         let _ = self.link.commands.send(Command::Shutdown);
         self.link.shared.wake();
         let handle = self

@@ -269,7 +269,8 @@ pub struct xxnet_event {
     pub peer_port: u16,
     /// The peer's numeric IP, NUL-terminated: its announced listen address for a peer that listens, else its socket's address. Empty when unknown.
     pub peer_ip: [c_char; 48],
-    /// Payload of a MESSAGE (borrowed until the next poll), or NULL.
+    /// Payload of a MESSAGE, CALL_REQUEST or CALL_RESULT; the local path of a DOWNLOAD_DONE's
+    /// file (NUL-terminated, `len` excludes the NUL). Borrowed until the next poll; NULL if none.
     pub data: *const u8,
     /// Length of `data` in bytes.
     pub len: usize,

@@ -256,6 +256,8 @@ pub struct Fetch {
     src: usize,
     /// Why the sources last failed to answer (reported at a deadline).
     trouble: Option<c_int>,
+    /// The current source has no connection now (told by the worker).
+    source_down: bool,
     progress_at: Option<Instant>,
     progress_bytes: u64,
 }
@@ -285,6 +287,7 @@ impl Fetch {
             refused: Vec::new(),
             src: 0,
             trouble: None,
+            source_down: false,
             progress_at: None,
             progress_bytes: u64::MAX,
         }
@@ -326,6 +329,17 @@ impl Fetch {
 
     fn source(&self) -> &str {
         &self.sources[self.src]
+    }
+
+    /// The node currently asked, if any.
+    pub fn current_source(&self) -> Option<&str> {
+        self.sources.get(self.src).map(String::as_str)
+    }
+
+    /// Whether the current source has a connection: a deadline passing
+    /// while it has none is reported as the node being down.
+    pub fn set_source_down(&mut self, down: bool) {
+        self.source_down = down;
     }
 
     /// Issues what can be issued at `now`: the OPEN, block requests, progress, deadlines.
@@ -412,6 +426,7 @@ impl Fetch {
             return;
         }
         let code = match (self.phase, self.trouble) {
+            (_, t) if self.source_down => t.unwrap_or(XXNET_E_NODE_DOWN),
             (Phase::Paused(_) | Phase::Opening(_) | Phase::Closed, Some(c)) => c,
             _ => XXNET_E_TIMEOUT,
         };

@@ -39,6 +39,21 @@ pub const FILES_BIT: u64 = 1 << 62;
 /// not reported to the host (they are the files thread's, not the host's).
 pub const FILES_ACCT: u32 = u32::MAX;
 
+/// Connection changes the files thread also gets a copy of (a download
+/// whose deadline passes while its source has no connection reports the
+/// node down).
+pub fn copied_to_files(ev: &Event) -> bool {
+    use crate::codes::*;
+    matches!(
+        ev.kind,
+        XXNET_EVENT_LINK_DOWN
+            | XXNET_EVENT_LINK_UP
+            | XXNET_EVENT_CONNECTED
+            | XXNET_EVENT_DISCONNECTED
+            | XXNET_EVENT_CONNECT_FAILED
+    ) && ev.peer.is_some()
+}
+
 /// Whether the reactor hands `ev` to the files thread: requests for
 /// [`SERVICE`] and the results of calls the files thread made.
 pub fn routed_to_files(ev: &Event) -> bool {

@@ -93,6 +93,8 @@ struct Worker {
     /// Finished tasks whose file the host holds.
     pins: HashMap<u64, Key>,
     nodes: HashMap<String, SocketAddr>,
+    /// Peers (by address) whose connection is down.
+    down: HashSet<SocketAddr>,
     bucket: Bucket,
     table: serve::Table,
     /// OPEN requests waiting for hashing to finish.
@@ -128,6 +130,7 @@ pub fn run(cfg: Settings, links: Links) {
         next_session: 0,
         pins: HashMap::new(),
         nodes: HashMap::new(),
+        down: HashSet::new(),
         table: serve::Table::default(),
         opens: Vec::new(),
         blocks: VecDeque::new(),
@@ -430,6 +433,12 @@ impl Worker {
             let Some(r) = self.running.get_mut(&k) else {
                 continue;
             };
+            let down = r
+                .fetch
+                .current_source()
+                .and_then(|n| self.nodes.get(n))
+                .is_some_and(|a| self.down.contains(a));
+            r.fetch.set_source_down(down);
             let (sessions, next) = (&mut self.sessions, &mut self.next_session);
             let mut alloc = || {
                 *next += 1;
@@ -845,6 +854,14 @@ impl Worker {
 
     fn on_net(&mut self, ev: Event) {
         match ev.kind {
+            XXNET_EVENT_LINK_DOWN | XXNET_EVENT_DISCONNECTED | XXNET_EVENT_CONNECT_FAILED => {
+                self.down.extend(ev.peer);
+            }
+            XXNET_EVENT_LINK_UP | XXNET_EVENT_CONNECTED => {
+                if let Some(a) = ev.peer {
+                    self.down.remove(&a);
+                }
+            }
             XXNET_EVENT_CALL_RESULT => self.on_result(ev),
             XXNET_EVENT_CALL_REQUEST if ev.id != 0 => {
                 let p = |req| Parked {

@@ -40,11 +40,24 @@ pub(super) struct FilesThread {
     handle: Option<JoinHandle<()>>,
 }
 
+impl FilesThread {
+    /// Stops the thread (it saves the index first) and waits for it.
+    pub(super) fn stop(mut self) {
+        let _ = self.tx.send(FilesMsg::Stop);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// An open download task: its node (NUL-terminated) and size.
 #[derive(Debug)]
 struct Task {
     node: Bytes,
     size: u64,
+    /// Ended by the host (cancel, shutdown) with this code: only the FAILED
+    /// the host queued passes; what the files thread still sends is dropped.
+    ending: Option<c_int>,
 }
 
 /// Host-side download state.
@@ -62,48 +75,55 @@ impl DownloadState {
     /// Bookkeeping of a download event before the host sees it; false drops it
     /// (a task already ended: cancelled, or failed at shutdown).
     pub(super) fn admit(&mut self, ev: &Event) -> bool {
-        match ev.kind {
-            XXNET_EVENT_DOWNLOAD_PROGRESS => self.open.contains_key(&ev.id),
-            XXNET_EVENT_DOWNLOAD_DONE => {
-                let open = self.open.remove(&ev.id).is_some();
-                if open {
-                    self.held.insert(ev.id);
-                }
-                open
+        let Some(t) = self.open.get(&ev.id) else {
+            return false;
+        };
+        let pass = match (ev.kind, t.ending) {
+            (XXNET_EVENT_DOWNLOAD_PROGRESS, ending) => return ending.is_none(),
+            (XXNET_EVENT_DOWNLOAD_FAILED, Some(code)) => ev.code == code,
+            (_, Some(_)) => false,
+            (_, None) => true,
+        };
+        if pass {
+            self.open.remove(&ev.id);
+            if ev.kind == XXNET_EVENT_DOWNLOAD_DONE {
+                self.held.insert(ev.id);
             }
-            XXNET_EVENT_DOWNLOAD_FAILED => self.open.remove(&ev.id).is_some(),
-            _ => true,
         }
+        pass
     }
 
     /// Queues a FAILED with `code` for every open task (oldest first).
     pub(super) fn fail_all(&mut self, code: c_int, out: &mut VecDeque<Event>) {
-        let mut open: Vec<(u64, Task)> = self.open.drain().collect();
-        open.sort_unstable_by_key(|(t, _)| *t);
-        for (task, t) in open {
-            out.push_back(failed(task, &t, code));
+        let mut open: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, t)| t.ending.is_none())
+            .map(|(&id, _)| id)
+            .collect();
+        open.sort_unstable();
+        for task in open {
+            out.push_back(self.end(task, code));
         }
     }
 
-    /// Stops the files thread (it saves the index first).
-    pub(super) fn stop(&mut self) {
-        if let Some(mut t) = self.thread.take() {
-            let _ = t.tx.send(FilesMsg::Stop);
-            if let Some(h) = t.handle.take() {
-                let _ = h.join();
-            }
+    /// Marks `task` ended by the host with `code`; returns its FAILED event.
+    fn end(&mut self, task: u64, code: c_int) -> Event {
+        let t = self.open.get_mut(&task).expect("open task");
+        t.ending = Some(code);
+        Event {
+            kind: XXNET_EVENT_DOWNLOAD_FAILED,
+            code,
+            id: task,
+            total: t.size,
+            node: t.node.clone(),
+            ..Event::default()
         }
     }
-}
 
-fn failed(task: u64, t: &Task, code: c_int) -> Event {
-    Event {
-        kind: XXNET_EVENT_DOWNLOAD_FAILED,
-        code,
-        id: task,
-        total: t.size,
-        node: t.node.clone(),
-        ..Event::default()
+    /// Takes the files thread out, to be stopped without the host lock held.
+    pub(super) fn take_thread(&mut self) -> Option<FilesThread> {
+        self.thread.take()
     }
 }
 
@@ -190,6 +210,7 @@ impl Context {
             Task {
                 node: node_bytes,
                 size,
+                ending: None,
             },
         );
         let sent = tx.send(FilesMsg::Download {
@@ -210,8 +231,11 @@ impl Context {
     /// comes from the next poll. Other requesters of the same content go on.
     pub fn download_cancel(&self, task: u64) -> Result<(), c_int> {
         let mut st = self.state();
-        let t = st.dl.open.remove(&task).ok_or(XXNET_E_UNKNOWN_TASK)?;
-        st.pending.push_back(failed(task, &t, XXNET_E_CANCELLED));
+        if st.dl.open.get(&task).is_none_or(|t| t.ending.is_some()) {
+            return Err(XXNET_E_UNKNOWN_TASK);
+        }
+        let ev = st.dl.end(task, XXNET_E_CANCELLED);
+        st.pending.push_back(ev);
         if let Some(th) = &st.dl.thread {
             let _ = th.tx.send(FilesMsg::Cancel { task });
         }

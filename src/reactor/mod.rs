@@ -604,19 +604,29 @@ impl Reactor {
         let start = self.events.len();
         self.ep.take_events(&mut self.events);
         if let Some(tx) = &self.files {
-            if self.events[start..]
+            use crate::files::{copied_to_files, routed_to_files};
+            let fresh = &self.events[start..];
+            if fresh
                 .iter()
-                .any(crate::files::routed_to_files)
+                .any(|e| routed_to_files(e) || copied_to_files(e))
             {
                 let mut routed = Vec::new();
                 let mut keep = start;
                 for i in start..self.events.len() {
-                    if crate::files::routed_to_files(&self.events[i]) {
+                    if routed_to_files(&self.events[i]) {
                         routed.push(std::mem::take(&mut self.events[i]));
-                    } else {
-                        self.events.swap(keep, i);
-                        keep += 1;
+                        continue;
                     }
+                    if copied_to_files(&self.events[i]) {
+                        let e = &self.events[i];
+                        routed.push(Event {
+                            kind: e.kind,
+                            peer: e.peer,
+                            ..Event::default()
+                        });
+                    }
+                    self.events.swap(keep, i);
+                    keep += 1;
                 }
                 self.events.truncate(keep);
                 let _ = tx.send(crate::files::FilesMsg::Net(routed));

@@ -464,6 +464,13 @@ impl Node {
         })
     }
 
+    /// Test hook: the next `n` blocks this node serves arrive corrupt.
+    pub fn inject_corruption(&self, n: u32) {
+        xxnet::ffi::context::context_of(self.ctx)
+            .expect("live context")
+            .inject_block_corruption(n);
+    }
+
     /// xxnet_files_stats.
     pub fn files_stats(&self) -> xxnet::ffi::files::xxnet_file_stats {
         let mut s = xxnet::ffi::files::xxnet_file_stats::default();
