@@ -14,6 +14,13 @@
 --   b:serve("echo", function(req) req:reply(0, req.data) end)
 --   a:call("B", "echo", "hi", nil, function(code, reply) end)  -- runs once, from update()
 --
+-- Downloads by content (xxnet.new{ node_name = "C", download_dir = "/var/cache/x" }):
+--
+--   s:files_serve("/srv/files")                     -- on the source node
+--   c:download("S", md5_hex, "maps/world.bin", size, function(r)  -- runs once, from update()
+--     if r.code == 0 then use(r.path) end            -- the file is released after this returns
+--   end, function(done, total) end)                  -- progress, a few times per second
+--
 -- The library is found through $XXNET_LIB, else the system's search
 -- (ffi.load("xxnet")), else cargo's target/release next to this file's folder.
 -- The FFI declarations come from xxnet_cdef.lua, which gen_cdef.lua generates
@@ -132,6 +139,9 @@ local EV_MESSAGE, EV_TIMER = C.XXNET_EVENT_MESSAGE, C.XXNET_EVENT_TIMER
 local EV_CALL_REQUEST, EV_CALL_RESULT = C.XXNET_EVENT_CALL_REQUEST, C.XXNET_EVENT_CALL_RESULT
 local EV_NODE_CHANGED, EV_SEND_FAILED = C.XXNET_EVENT_NODE_CHANGED, C.XXNET_EVENT_SEND_FAILED
 local E_REENTRANT, E_SHUTDOWN, E_CLOSED = C.XXNET_E_REENTRANT, C.XXNET_E_SHUTDOWN, C.XXNET_E_CLOSED
+local EV_DL_PROGRESS, EV_DL_DONE = C.XXNET_EVENT_DOWNLOAD_PROGRESS, C.XXNET_EVENT_DOWNLOAD_DONE
+local EV_DL_FAILED = C.XXNET_EVENT_DOWNLOAD_FAILED
+local E_BAD_PATH = C.XXNET_E_BAD_PATH
 local NODE_CHANGE = { [C.XXNET_NODE_ADDED] = "added", [C.XXNET_NODE_MOVED] = "moved", [C.XXNET_NODE_REMOVED] = "removed" }
 
 local function strerror(code)
@@ -222,6 +232,7 @@ local OPT_FIELDS, OPT_LIST = field_types("xxnet_send_opts")
 local CALL_OPT_FIELDS, CALL_OPT_LIST = field_types("xxnet_call_opts")
 local STATS_FIELDS = cdef.structs.xxnet_stats
 local INFO_FIELDS = cdef.structs.xxnet_peer_info
+local FILE_STATS_FIELDS = cdef.structs.xxnet_file_stats
 
 -- Copies a struct into a new Lua table: integers as numbers, char arrays as strings.
 local function struct_to_table(s, fields)
@@ -251,6 +262,7 @@ local opts_t = ffi.typeof("xxnet_send_opts")
 local call_opts_t = ffi.typeof("xxnet_call_opts")
 local stats_t = ffi.typeof("struct xxnet_stats")
 local info_t = ffi.typeof("xxnet_peer_info")
+local file_stats_t = ffi.typeof("xxnet_file_stats")
 local u16_t = ffi.typeof("uint16_t[1]")
 local u64_t = ffi.typeof("uint64_t[1]")
 
@@ -313,11 +325,13 @@ function xxnet.new(config)
     _call_opts = call_opts_t(),
     _calls = {}, -- session -> callback of a pending call
     _services = {}, -- service name -> handler
+    _downloads = {}, -- task -> { done = on_done, progress = on_progress, size =, node = } of a running download
     _freeing = false,
     _u16 = u16_t(),
     _u64 = u64_t(),
     _stats = stats_t(),
     _info = info_t(),
+    _file_stats = file_stats_t(),
     _on = {}, -- kind number -> handler
     _routes = {}, -- msg_id -> handler
     _default_route = nil,
@@ -326,7 +340,7 @@ function xxnet.new(config)
     _event = {
       kind = "", conn = 0, peer_ip = "", peer_port = 0, lane = 0, msg_id = 0, data = nil,
       code = 0, id = 0, count = 0, total = 0, user_data = 0, timer = nil,
-      node = "", service = "", change = nil,
+      node = "", service = "", change = nil, task = nil, path = nil,
     },
   }, Net)
   return self
@@ -347,31 +361,42 @@ end
 local dispatch_one -- defined with the dispatch below
 
 -- free()'s last rites: stops the network and runs the callback of every
--- call still pending (and nothing else), with the results still queued
--- (XXNET_E_SHUTDOWN for those the shutdown resolved). Returns the first
--- error a callback raised, after running all of them.
-local function resolve_pending_calls(self, ctx)
+-- call and every download still pending (and nothing else), with the
+-- results still queued (XXNET_E_SHUTDOWN for those the shutdown resolved).
+-- Returns the first error a callback raised, after running all of them.
+local function resolve_pending(self, ctx)
   local first_err
-  local calls = self._calls
+  local calls, downloads = self._calls, self._downloads
   local function run(e)
-    if e.kind == EV_CALL_RESULT and calls[tonumber(e.id)] then
+    local k = e.kind
+    if (k == EV_CALL_RESULT and calls[tonumber(e.id)])
+      or ((k == EV_DL_DONE or k == EV_DL_FAILED) and downloads[tonumber(e.id)]) then
       local ok, err = pcall(dispatch_one, self, e)
       if not ok and first_err == nil then
         first_err = err
       end
     end
   end
+  local function pending()
+    return next(calls) ~= nil or next(downloads) ~= nil
+  end
+  -- Downloads without on_done have nobody to tell.
+  for task, d in pairs(downloads) do
+    if not d.done then
+      downloads[task] = nil
+    end
+  end
   lib.xxnet_shutdown(ctx)
   local was = self._dispatching
   self._dispatching = true -- a callback's update() returns XXNET_E_REENTRANT
   local evs = self._evs
-  while self._pos < self._n and next(calls) ~= nil do -- the rest of the batch being dispatched
+  while self._pos < self._n and pending() do -- the rest of the batch being dispatched
     local i = self._pos
     self._pos = i + 1
     run(evs[i])
   end
   for _ = 1, DRAIN_ROUNDS do
-    if next(calls) == nil then
+    if not pending() then
       break
     end
     local n = tonumber(lib.xxnet_poll_recv(ctx, evs, BATCH, 0))
@@ -384,17 +409,28 @@ local function resolve_pending_calls(self, ctx)
     end
   end
   -- None should be left; if one is, it still runs once.
-  local left = {}
-  for session in pairs(calls) do
-    left[#left + 1] = session
+  local function sorted_keys(t)
+    local list = {}
+    for k in pairs(t) do
+      list[#list + 1] = k
+    end
+    table.sort(list)
+    return list
   end
-  table.sort(left)
   local ev = self._event
-  for _, session in ipairs(left) do
+  for _, session in ipairs(sorted_keys(calls)) do
     local fn = calls[session]
     calls[session] = nil
     ev.kind, ev.code, ev.id, ev.session, ev.data, ev.node, ev.service = "call_result", E_SHUTDOWN, session, session, "", "", ""
     local ok, err = pcall(fn, E_SHUTDOWN, "", ev)
+    if not ok and first_err == nil then
+      first_err = err
+    end
+  end
+  for _, task in ipairs(sorted_keys(downloads)) do
+    local d = downloads[task]
+    downloads[task] = nil
+    local ok, err = pcall(d.done, { task = task, code = E_SHUTDOWN, path = nil, size = d.size, count = 0, node = d.node })
     if not ok and first_err == nil then
       first_err = err
     end
@@ -404,8 +440,8 @@ local function resolve_pending_calls(self, ctx)
 end
 
 --- Stops the reactor and closes every socket. Idempotent. Timers die with
---- it. Calls still pending run their callback first, once, with
---- xxnet.E_SHUTDOWN (or a result already queued); an error one of them
+--- it. Calls and downloads still pending run their callback first, once,
+--- with xxnet.E_SHUTDOWN (or a result already queued); an error one of them
 --- raises is raised again once the net is freed. (A net left to the GC
 --- runs no callback.)
 function Net:free()
@@ -415,8 +451,8 @@ function Net:free()
   end
   self._freeing = true
   local err
-  if next(self._calls) ~= nil then
-    err = resolve_pending_calls(self, ctx)
+  if next(self._calls) ~= nil or next(self._downloads) ~= nil then
+    err = resolve_pending(self, ctx)
   end
   self._ctx = nil
   self._n, self._pos = 0, 0 -- the rest of a batch borrowed payloads that die here
@@ -427,6 +463,7 @@ function Net:free()
   end
   self._timers = {}
   self._services = {}
+  self._downloads = {}
   self._freeing = false
   if err ~= nil then
     error(err, 0)
@@ -779,16 +816,125 @@ function Net:shutdown()
 end
 
 -- ---------------------------------------------------------------------------
+-- Files: serving by content and downloads into the cache
+-- ---------------------------------------------------------------------------
+
+--- Serves the files under directory `dir` (and its subdirectories) to other
+--- nodes by content (md5 + size; a requester's file name is only a hint).
+--- Hashed in the background; may be called for several directories.
+--- Returns true, or nil, message, code (E_BAD_PATH: not an existing
+--- directory; E_SHUTDOWN).
+function Net:files_serve(dir)
+  local ctx = live(self, "net:files_serve")
+  check_name(dir, "dir", "net:files_serve")
+  local rc = lib.xxnet_files_serve(ctx, dir)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- A string argument of a download that C would cut at a NUL byte: the
+-- library refuses such names and md5s (E_BAD_PATH), so does this.
+local function has_nul(v, what, fname)
+  check_string(v, what, fname)
+  return v:find("\0", 1, true) ~= nil
+end
+
+--- Downloads the content with md5 `md5_hex` (32 hex digits) and `size`
+--- bytes from node `node` into the download cache (config download_dir);
+--- `name` is the file's name under the source's served directory (a hint).
+--- Returns the task id; then on_done(result) runs exactly once, from
+--- update(), with result = { task =, code =, path =, size =, count =, node = }:
+--- code 0 and path the local file (inside download_dir), or an xxnet.E_*
+--- reason and path nil (E_NO_CONTENT, E_TIMEOUT, E_NODE_DOWN, E_CHECKSUM,
+--- E_SIZE_MISMATCH, E_NO_SPACE, E_DISK, E_CANCELLED, E_SHUTDOWN when the
+--- net shuts down or is freed first, ...); count is the bytes in the cache.
+--- on_progress(done_bytes, total, ev), if given, runs a few times per second
+--- while it runs (ev is the "download_progress" event; ev.task, ev.node).
+--- After a successful on_done returns, the file is released (the cache may
+--- evict it from then on; an open file survives that): return true from
+--- on_done to keep it, then net:download_release(task) when done with it.
+--- Content already cached is DONE at once; content already downloading is
+--- joined (each task gets its own on_done). Without on_done the result goes
+--- to on("download_done") / on("download_failed") and nothing is released
+--- for you; without on_progress progress goes to on("download_progress").
+--- A failure at once (nil, message, code: E_BAD_PATH for a bad md5 or name,
+--- E_NO_SPACE for a size above download_quota, E_UNKNOWN_NODE,
+--- E_INVALID_ARG without download_dir, E_SHUTDOWN) never runs a callback.
+function Net:download(node, md5_hex, name, size, on_done, on_progress)
+  local ctx = live(self, "net:download")
+  check_name(node, "node", "net:download")
+  local bad = has_nul(md5_hex, "md5_hex", "net:download")
+  bad = has_nul(name, "name", "net:download") or bad
+  check_int(size, 0, 2 ^ 53, "size", "net:download")
+  check_fn(on_done, "net:download")
+  check_fn(on_progress, "net:download")
+  if bad then
+    return fail(E_BAD_PATH)
+  end
+  local rc = lib.xxnet_download(ctx, node, md5_hex, name, size, self._u64)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  local task = tonumber(self._u64[0])
+  if on_done or on_progress then
+    self._downloads[task] = { done = on_done, progress = on_progress, size = size, node = node }
+  end
+  return task
+end
+
+--- Cancels a running download: its on_done runs with xxnet.E_CANCELLED from
+--- the next update(), and nothing else for it. Other tasks of the same
+--- content go on. Returns true, or nil, message, E_UNKNOWN_TASK (finished,
+--- cancelled already, or never started).
+function Net:download_cancel(task)
+  local ctx = live(self, "net:download_cancel")
+  check_int(task, 0, 2 ^ 53, "task", "net:download_cancel")
+  local rc = lib.xxnet_download_cancel(ctx, task)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+--- Releases the file of a download that ended with code 0 and whose on_done
+--- returned true (or that had no on_done): the cache may evict it from now
+--- on. Returns true, or nil, message, E_UNKNOWN_TASK (not DONE, or released
+--- already).
+function Net:download_release(task)
+  local ctx = live(self, "net:download_release")
+  check_int(task, 0, 2 ^ 53, "task", "net:download_release")
+  local rc = lib.xxnet_download_release(ctx, task)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+--- The download counters as a table of numbers (fields of xxnet_file_stats:
+--- blocks_fetched, bytes_fetched, downloads_done, cache_bytes, served_files...).
+function Net:files_stats()
+  local ctx = live(self, "net:files_stats")
+  local rc = lib.xxnet_files_stats(ctx, self._file_stats)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  return struct_to_table(self._file_stats, FILE_STATS_FIELDS)
+end
+
+-- ---------------------------------------------------------------------------
 -- Handlers, routes, timers
 -- ---------------------------------------------------------------------------
 
 --- Sets the handler of an event kind: "message", "connected", "disconnected",
 --- "send_failed", "connect_failed", "error", "delivered", "expired",
 --- "writable", "link_down", "link_up", "timer", "call_request",
---- "call_result" or "node_changed". nil removes it. Messages go
+--- "call_result", "node_changed", "download_progress", "download_done" or
+--- "download_failed". nil removes it. Messages go
 --- to their msg_id's route first, then the default route, then "message";
 --- call results to their call's callback first, requests to their service's
---- handler first.
+--- handler first, download events to their download's callbacks first.
 --- Handlers are called as fn(ev, net); ev is reused for the next event.
 function Net:on(kind, fn)
   live(self, "net:on")
@@ -897,7 +1043,7 @@ function dispatch_one(self, e)
   ev.user_data = tonumber(e.user_data)
   ev.data = nil
   ev.timer = nil
-  ev.node, ev.service, ev.session, ev.change = "", "", nil, nil
+  ev.node, ev.service, ev.session, ev.change, ev.task, ev.path = "", "", nil, nil, nil, nil
   if kind == EV_MESSAGE then
     local len = tonumber(e.len)
     ev.data = len > 0 and ffi_string(e.data, len) or ""
@@ -952,6 +1098,49 @@ function dispatch_one(self, e)
       }, Request), self)
     else
       fn = self._on[kind]
+      if fn then
+        fn(ev, self)
+      end
+    end
+  elseif kind == EV_DL_PROGRESS or kind == EV_DL_DONE or kind == EV_DL_FAILED then
+    ev.node = ffi_string(e.node)
+    local task = ev.id
+    ev.task = task
+    if kind == EV_DL_DONE then
+      local len = tonumber(e.len)
+      ev.path = len > 0 and ffi_string(e.data, len) or ""
+      ev.data = ev.path
+    end
+    local d = self._downloads[task]
+    if kind == EV_DL_PROGRESS then
+      local fn = d and d.progress
+      if fn then
+        fn(ev.count, ev.total, ev)
+      else
+        fn = self._on[kind]
+        if fn then
+          fn(ev, self)
+        end
+      end
+    elseif d and d.done then
+      self._downloads[task] = nil -- first: the callback may download again
+      local result = { task = task, code = ev.code, path = ev.path, size = ev.total, count = ev.count, node = ev.node }
+      if kind ~= EV_DL_DONE then
+        d.done(result)
+      else
+        -- The file is released once on_done returns, unless it returns true
+        -- (also when it raises: the error propagates after the release).
+        local ok, keep = pcall(d.done, result)
+        if not (ok and keep == true) and self._ctx ~= nil then
+          lib.xxnet_download_release(self._ctx, task) -- E_UNKNOWN_TASK if on_done released it
+        end
+        if not ok then
+          error(keep, 0)
+        end
+      end
+    else
+      self._downloads[task] = nil
+      local fn = self._on[kind]
       if fn then
         fn(ev, self)
       end
