@@ -385,9 +385,10 @@
 /**
  * A download failed (exactly one DONE or FAILED per task): `id` is the task, `code` the reason
  * (XXNET_E_TIMEOUT, XXNET_E_NODE_DOWN, XXNET_E_NO_CONTENT, XXNET_E_CHECKSUM,
- * XXNET_E_SIZE_MISMATCH, XXNET_E_NO_SPACE, XXNET_E_DISK, XXNET_E_CANCELLED, ...), `count` the
- * bytes in the cache so far (kept for a later resume unless the content was found wrong),
- * `total` the size, `node` the source node.
+ * XXNET_E_SIZE_MISMATCH, XXNET_E_NO_SPACE, XXNET_E_DISK, XXNET_E_CANCELLED, XXNET_E_SHUTDOWN,
+ * ...), `count` the bytes in the cache so far (kept for a later resume unless the content was
+ * found wrong; 0 when the host ended the task: CANCELLED, SHUTDOWN), `total` the size, `node`
+ * the source node.
  */
 #define XXNET_EVENT_DOWNLOAD_FAILED 18
 
@@ -1232,8 +1233,10 @@ int xxnet_reply(struct xxnet_ctx *ctx, uint64_t token, int code, const uint8_t *
  * Shuts the network down but keeps the context for a last drain: stops the
  * reactor and closes every socket (peers are told with GOAWAY). Events
  * already produced stay queued; every call still pending gets its
- * XXNET_EVENT_CALL_RESULT with XXNET_E_SHUTDOWN after them. Later sends,
- * calls and listens return XXNET_E_SHUTDOWN; xxnet_poll_recv returns what
+ * XXNET_EVENT_CALL_RESULT with XXNET_E_SHUTDOWN after them, and every
+ * download still running its XXNET_EVENT_DOWNLOAD_FAILED with
+ * XXNET_E_SHUTDOWN (the files thread saves the cache index first, so partial
+ * files resume later). Later sends, calls, downloads and listens return XXNET_E_SHUTDOWN; xxnet_poll_recv returns what
  * is queued without waiting. Call xxnet_free afterwards. NULL is a no-op.
  */
 void xxnet_shutdown(struct xxnet_ctx *ctx);

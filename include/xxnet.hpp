@@ -16,14 +16,24 @@
 //   b.serve("echo", [](xxnet::Request& req) { (void)req.reply(XXNET_OK, req.data()); });
 //   a.call("B", "echo", "hi", [](int code, std::string_view reply) { /* once */ }).check();
 //
+// Downloads between named nodes (see "Downloads" below):
+//
+//   b.files_serve("/srv/assets").check();                    // serve by content (md5 + size)
+//   xxnet::Context a(xxnet::Config().node_name("A").download_dir("/var/cache/a"));
+//   a.download("B", md5_hex, "maps/world.bin", size, [](xxnet::Download& d) {
+//     if (d.ok()) load(d.path());                            // once; the file is released after
+//   }, [](uint64_t done, uint64_t total) { /* progress, <= 4/s */ }).check();
+//
 // Error policy
 //   * Throws xxnet::Error (a std::runtime_error carrying the XXNET_E_* code):
 //     creating a Context (bad config, ABI mismatch), listen(), timer(),
-//     stats(), set_log_handler(), and poll()/dispatch() called from inside a
-//     handler (XXNET_E_REENTRANT). These are setup or programming errors.
+//     stats(), files_stats(), set_log_handler(), and poll()/dispatch() called
+//     from inside a handler (XXNET_E_REENTRANT). These are setup or
+//     programming errors.
 //   * Returns a [[nodiscard]] Result (ok(), code(), would_block(), message(),
 //     error_code(), check() to throw instead): every send, close(),
-//     set_user_data(), call(), cast(), serve(), reply() and the cluster_*()
+//     set_user_data(), call(), cast(), serve(), reply(), files_serve(),
+//     download(), download_cancel(), download_release() and the cluster_*()
 //     calls (whose DetailedResult adds the library's explanation, detail()).
 //     Their failures are ordinary flow in a game server:
 //     XXNET_E_WOULD_BLOCK is back-pressure (wait for Kind::Writable), and
@@ -38,13 +48,16 @@
 //   and the events after the throwing one stay pending; the next dispatch()
 //   or poll() delivers them first, payloads intact (no poll happened). A
 //   handler may call anything on its context (send, close, on, route, timer,
-//   cancel, call, cast, serve, reply, cluster_*, shutdown, even replace or
-//   remove itself) except poll()/dispatch() (throws Error(XXNET_E_REENTRANT))
+//   cancel, call, cast, serve, reply, cluster_*, files_serve, download*,
+//   shutdown, even replace or remove itself) except poll()/dispatch() (throws Error(XXNET_E_REENTRANT))
 //   and destroying or moving the Context.
 //   MESSAGE events go to their route, else the default route, else the
 //   on(Kind::Message) handler, else are dropped, as with xxnet_dispatch.
 //   CALL_RESULT events go to their call()'s callback, CALL_REQUEST events to
-//   the serve() handler of their service; either falls back to on(kind).
+//   the serve() handler of their service, DOWNLOAD_DONE / DOWNLOAD_FAILED to
+//   their download()'s on_done and DOWNLOAD_PROGRESS to its on_progress; each
+//   falls back to on(kind) (a download started without a callback, or
+//   through native()).
 //
 // Remote calls
 //   Name the node (Config::node_name), fill the cluster directory
@@ -60,8 +73,28 @@
 //   outlive the objects it captures must not touch them on XXNET_E_SHUTDOWN,
 //   or call shutdown() before those objects die.
 //
+// Downloads
+//   A node files_serve()s directories; another, configured with a cache
+//   directory (Config::download_dir), download()s content from it by md5 and
+//   size (the name is only a hint for the source). A download() that returns
+//   ok() runs its on_done exactly once, from dispatch(), with a Download:
+//   ok() and path() (the file in the cache) on success, else code() says why
+//   (TIMEOUT, NODE_DOWN, NO_CONTENT, CHECKSUM, SIZE_MISMATCH, NO_SPACE, DISK,
+//   CANCELLED after download_cancel(), SHUTDOWN). Like a pending call, a
+//   pending download gets XXNET_E_SHUTDOWN from shutdown(), the destructor,
+//   reset() and move-assignment. A download() that fails at once (BAD_PATH,
+//   NO_SPACE, UNKNOWN_NODE, INVALID_ARG without a download_dir, SHUTDOWN,
+//   NULL_POINTER for a moved-from Context) never runs it.
+//   RELEASE: the library keeps a finished file from eviction until it is
+//   released. With an on_done, the wrapper releases it when on_done returns
+//   (or throws): read, copy or open the file inside on_done (an open file
+//   survives a later eviction). To keep the hold, call Download::keep() in
+//   on_done and download_release(task) later. Without an on_done (nullptr)
+//   the Kind::DownloadDone event goes to on(Kind::DownloadDone) and
+//   releasing it is up to the host (download_release(e.task())).
+//
 // Lifetimes and threads
-//   Event::data(), node() and service() (and Events returned by poll(), and
+//   Event::data(), path(), node() and service() (and Events returned by poll(), and
 //   the same accessors of a Request) are borrowed: valid until the next
 //   poll()/dispatch() on the context or its destruction. Copy what you keep
 //   (std::string(e.data())). Event::peer_ip() lives in the Event. A Request
@@ -92,13 +125,15 @@
 #include <utility>
 #include <vector>
 
-static_assert(XXNET_ABI_VERSION == 1, "xxnet.hpp was written for ABI 1 of xxnet.h: review it before raising");
+static_assert(XXNET_ABI_VERSION == 2, "xxnet.hpp was written for ABI 2 of xxnet.h: review it before raising");
 
 namespace xxnet {
 
 using ConnId = uint64_t;   ///< A connection (session) id; never 0 for a real one.
 using TimerId = uint64_t;  ///< A timer id from Context::timer(); never 0.
+using TaskId = uint64_t;   ///< A download task from Context::download(); never 0.
 using Stats = xxnet_stats_t;
+using FileStats = xxnet_file_stats;  ///< Download counters, from Context::files_stats().
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -183,6 +218,23 @@ class [[nodiscard]] CallResult : public Result {
 
  private:
   uint64_t session_;
+};
+
+/// Result of Context::download(): when ok(), task() names the download (the
+/// Event::task() of its events, the argument of download_cancel() and
+/// download_release()) and its on_done will run exactly once; otherwise it never runs.
+class [[nodiscard]] DownloadResult : public Result {
+ public:
+  constexpr DownloadResult(int code, TaskId task) noexcept : Result(code), task_(code == XXNET_OK ? task : 0) {}
+  TaskId task() const noexcept { return task_; }  ///< 0 unless ok().
+  /// Throws Error unless ok(); returns the task.
+  TaskId check(const char* context = "xxnet") const {
+    Result::check(context);
+    return task_;
+  }
+
+ private:
+  TaskId task_;
 };
 
 /// Result of a cluster directory call (Context::cluster_load, cluster_reload,
@@ -275,6 +327,7 @@ class Config {
     if (raw.node_name != nullptr) node_name_ = raw.node_name;
     if (raw.auth_secret != nullptr)
       auth_secret_ = std::string(reinterpret_cast<const char*>(raw.auth_secret), raw.auth_secret_len);
+    if (raw.download_dir != nullptr) download_dir_ = raw.download_dir;
   }
   // One setter per xxnet_config field; see xxnet.h for meanings and defaults.
   Config& max_connections(uint32_t v) noexcept { return set(c_.max_connections, v); }
@@ -293,6 +346,11 @@ class Config {
   Config& call_timeout_ms(uint32_t v) noexcept { return set(c_.call_timeout_ms, v); }
   Config& call_cache_limit(uint32_t v) noexcept { return set(c_.call_cache_limit, v); }
   Config& socket_recv_buffer(uint32_t v) noexcept { return set(c_.socket_recv_buffer, v); }
+  Config& download_quota(uint64_t v) noexcept { return set(c_.download_quota, v); }
+  Config& download_timeout_ms(uint32_t v) noexcept { return set(c_.download_timeout_ms, v); }
+  Config& download_block_size(uint32_t v) noexcept { return set(c_.download_block_size, v); }
+  Config& download_window(uint32_t v) noexcept { return set(c_.download_window, v); }
+  Config& download_rate_limit(uint64_t v) noexcept { return set(c_.download_rate_limit, v); }
   Config& advertise_ip(std::optional<std::string> ip) {
     advertise_ip_ = std::move(ip);
     return *this;
@@ -307,7 +365,13 @@ class Config {
     auth_secret_ = std::move(secret);
     return *this;
   }
-  /// The C struct; its advertise_ip, node_name and auth_secret point into
+  /// The download cache directory (created if missing); std::nullopt (the
+  /// default): none, and download() fails with XXNET_E_INVALID_ARG.
+  Config& download_dir(std::optional<std::string> dir) {
+    download_dir_ = std::move(dir);
+    return *this;
+  }
+  /// The C struct; its advertise_ip, node_name, auth_secret and download_dir point into
   /// *this (valid while it lives unchanged; xxnet_new reads them only while it runs).
   xxnet_config raw() const noexcept {
     xxnet_config c = c_;
@@ -315,6 +379,7 @@ class Config {
     c.node_name = node_name_ ? node_name_->c_str() : nullptr;
     c.auth_secret = auth_secret_ ? reinterpret_cast<const uint8_t*>(auth_secret_->data()) : nullptr;
     c.auth_secret_len = auth_secret_ ? auth_secret_->size() : 0;
+    c.download_dir = download_dir_ ? download_dir_->c_str() : nullptr;
     return c;
   }
 
@@ -328,6 +393,7 @@ class Config {
   std::optional<std::string> advertise_ip_;
   std::optional<std::string> node_name_;
   std::optional<std::string> auth_secret_;
+  std::optional<std::string> download_dir_;
 };
 
 /// Per-send options; an aggregate: `{lane, msg_id}` or `SendOptions{}.with_msg_id(7)`.
@@ -396,14 +462,18 @@ enum class Kind : uint32_t {
   CallRequest = XXNET_EVENT_CALL_REQUEST,
   CallResult = XXNET_EVENT_CALL_RESULT,
   NodeChanged = XXNET_EVENT_NODE_CHANGED,
+  DownloadProgress = XXNET_EVENT_DOWNLOAD_PROGRESS,
+  DownloadDone = XXNET_EVENT_DOWNLOAD_DONE,
+  DownloadFailed = XXNET_EVENT_DOWNLOAD_FAILED,
 };
-constexpr size_t kKindCount = XXNET_EVENT_NODE_CHANGED + 1;
+constexpr size_t kKindCount = XXNET_EVENT_DOWNLOAD_FAILED + 1;
 
 inline const char* to_string(Kind k) noexcept {
   static const char* const names[kKindCount] = {
       "None",     "Message", "Connected", "Disconnected", "SendFailed",  "ConnectFailed",
       "Error",    "Delivered", "Expired", "Writable",     "LinkDown",    "LinkUp",
-      "Timer",    "CallRequest", "CallResult", "NodeChanged"};
+      "Timer",    "CallRequest", "CallResult", "NodeChanged", "DownloadProgress", "DownloadDone",
+      "DownloadFailed"};
   auto i = static_cast<size_t>(k);
   return i < kKindCount ? names[i] : "Unknown";
 }
@@ -446,6 +516,15 @@ class Event {
   uint64_t token() const noexcept { return kind() == Kind::CallRequest ? e_.id : 0; }
   /// CallResult: the call's session, as CallResult::session() returned it (0 for other kinds).
   uint64_t session() const noexcept { return kind() == Kind::CallResult ? e_.id : 0; }
+  /// DownloadProgress / DownloadDone / DownloadFailed: the task, as
+  /// DownloadResult::task() returned it (0 for other kinds). count() is then
+  /// the bytes in the cache, total() the file's size, node() the source node.
+  TaskId task() const noexcept { return is_download() ? e_.id : 0; }
+  bool is_download() const noexcept {
+    return kind() == Kind::DownloadProgress || kind() == Kind::DownloadDone || kind() == Kind::DownloadFailed;
+  }
+  /// DownloadDone: the file's local path (borrowed like data()); "" for other kinds.
+  std::string_view path() const noexcept { return kind() == Kind::DownloadDone ? data() : std::string_view(); }
   const xxnet_event& raw() const noexcept { return e_; }
 
  private:
@@ -528,6 +607,43 @@ class Request {
   Event ev_;
 };
 
+/// The outcome of one Context::download(), handed once to its on_done. All
+/// of it is owned (copied from the event), so it may be kept after on_done
+/// returns; the file behind path() may be evicted once released (see keep()).
+class Download {
+ public:
+  TaskId task() const noexcept { return task_; }
+  /// XXNET_OK, or why it failed (XXNET_E_TIMEOUT, _NODE_DOWN, _NO_CONTENT,
+  /// _CHECKSUM, _SIZE_MISMATCH, _NO_SPACE, _DISK, _CANCELLED, _SHUTDOWN...).
+  int code() const noexcept { return code_; }
+  bool ok() const noexcept { return code_ == XXNET_OK; }
+  explicit operator bool() const noexcept { return ok(); }
+  const char* message() const noexcept { return xxnet_strerror(code_); }
+  /// The file in the download cache; empty unless ok().
+  const std::string& path() const noexcept { return path_; }
+  uint64_t size() const noexcept { return size_; }  ///< The content's size in bytes.
+  /// Bytes in the cache: size() when ok(); on failure what a later download resumes from.
+  uint64_t bytes_done() const noexcept { return done_; }
+  /// The source node (as given to download()).
+  const std::string& node() const noexcept { return node_; }
+  /// Keeps the library's hold on the file after on_done returns (no effect
+  /// unless ok()): it is never evicted until Context::download_release(task()).
+  void keep() noexcept { keep_ = true; }
+  bool kept() const noexcept { return keep_; }
+
+ private:
+  friend class Context;
+  Download(TaskId task, int code, std::string path, uint64_t size, uint64_t done, std::string node)
+      : task_(task), code_(code), path_(std::move(path)), size_(size), done_(done), node_(std::move(node)) {}
+  TaskId task_;
+  int code_;
+  std::string path_;
+  uint64_t size_;
+  uint64_t done_;
+  std::string node_;
+  bool keep_ = false;
+};
+
 // ---------------------------------------------------------------------------
 // Context
 // ---------------------------------------------------------------------------
@@ -542,6 +658,10 @@ class Context {
   using CallHandler = std::function<void(const Event&)>;
   /// The handler of a served service: gets each request (see Request).
   using ServiceHandler = std::function<void(Request&)>;
+  /// The on_done of one download(): gets its outcome, once.
+  using DownloadHandler = std::function<void(Download&)>;
+  /// The on_progress of one download(): bytes in the cache and the size.
+  using ProgressHandler = std::function<void(uint64_t done, uint64_t total)>;
 
   /// Creates the context; throws Error (XXNET_E_INVALID_ARG for a bad config,
   /// XXNET_E_INTERNAL otherwise, what() says why) or on an ABI mismatch.
@@ -556,8 +676,8 @@ class Context {
     }
     return *this;
   }
-  /// Runs the callbacks of calls still pending (XXNET_E_SHUTDOWN), then
-  /// xxnet_free: joins the reactor thread.
+  /// Runs the callbacks of calls and downloads still pending
+  /// (XXNET_E_SHUTDOWN), then xxnet_free: joins the reactor thread.
   ~Context() { close_now(); }
 
   bool valid() const noexcept { return p_ != nullptr; }
@@ -794,9 +914,73 @@ class Context {
     return Result(xxnet_reply(native(), token, code, bytes(data), data.size()));
   }
 
+  // -------------------------------------------------------------------------
+  // Downloads
+  // -------------------------------------------------------------------------
+
+  /// Serves the files under `dir` (and its subdirectories) to other nodes by
+  /// content (xxnet_files_serve); hashed in the background. XXNET_E_BAD_PATH
+  /// if `dir` is not an existing directory.
+  Result files_serve(std::string_view dir) {
+    std::string d;
+    if (!c_string(dir, d)) return Result(XXNET_E_BAD_PATH);
+    return Result(xxnet_files_serve(native(), d.c_str()));
+  }
+
+  /// Downloads the content `md5_hex` (32 hex digits) of `size` bytes from
+  /// `node` into the cache (xxnet_download); `name` is a hint for the source
+  /// (a path relative to a directory it serves). Content already cached
+  /// finishes at once; content already downloading is joined. When the
+  /// result is ok(), `on_done` runs exactly once from dispatch() (or
+  /// handle(), or shutdown() / the destructor with XXNET_E_SHUTDOWN), and
+  /// the file is released when it returns unless it called Download::keep()
+  /// (see "Downloads" at the top). `on_progress` (void(uint64_t done,
+  /// uint64_t total) or void(const Event&)) runs for its DownloadProgress
+  /// events, at most 4 per second; empty: they go to
+  /// on(Kind::DownloadProgress). `on_done` nullptr: the Done/Failed event
+  /// goes to on(kind) and the host releases the file itself. Fails at once,
+  /// never running either: XXNET_E_BAD_PATH (md5, or a name that is
+  /// absolute, has `..`, `.`, `\\`, a NUL byte...), XXNET_E_NO_SPACE (size
+  /// above download_quota), XXNET_E_UNKNOWN_NODE, XXNET_E_INVALID_ARG (no
+  /// download_dir), XXNET_E_SHUTDOWN, XXNET_E_NULL_POINTER (moved-from).
+  template <class F = std::nullptr_t, class P = std::nullptr_t>
+  DownloadResult download(std::string_view node, std::string_view md5_hex, std::string_view name, uint64_t size,
+                          F&& on_done = nullptr, P&& on_progress = nullptr) {
+    DownloadHandler done = download_handler(std::forward<F>(on_done));
+    std::shared_ptr<const Handler> progress = progress_handler(std::forward<P>(on_progress));
+    std::string n, m, f;
+    if (!c_string(node, n)) return DownloadResult(XXNET_E_UNKNOWN_NODE, 0);
+    if (!c_string(md5_hex, m) || !c_string(name, f)) return DownloadResult(XXNET_E_BAD_PATH, 0);
+    TaskId task = 0;
+    int rc = xxnet_download(native(), n.c_str(), m.c_str(), f.c_str(), size, &task);
+    if (rc == XXNET_OK && (done || progress))
+      p_->downloads.emplace(task, DownloadEntry{std::move(done), std::move(progress), std::move(n), size});
+    return DownloadResult(rc, task);
+  }
+
+  /// Cancels a running download (xxnet_download_cancel): its on_done runs
+  /// with XXNET_E_CANCELLED from the next dispatch(), and no progress
+  /// follows. XXNET_E_UNKNOWN_TASK if it is not running (already finished,
+  /// even when its on_done has not run yet).
+  Result download_cancel(TaskId task) { return Result(xxnet_download_cancel(native(), task)); }
+
+  /// Releases the file of a finished download (xxnet_download_release): it
+  /// may be evicted from now on. Needed only after Download::keep() or for a
+  /// download without on_done. XXNET_E_UNKNOWN_TASK if it is not held.
+  Result download_release(TaskId task) { return Result(xxnet_download_release(native(), task)); }
+
+  /// The download counters; throws Error.
+  [[nodiscard]] FileStats files_stats() const {
+    FileStats s;
+    std::memset(&s, 0, sizeof s);
+    int rc = xxnet_files_stats(native(), &s);
+    if (rc != XXNET_OK) throw Error(rc, "xxnet::Context::files_stats");
+    return s;
+  }
+
   /// Stops the network (xxnet_shutdown: sockets closed, peers told) and
   /// drains: runs the handlers of the events still queued, then every call
-  /// callback still pending, with XXNET_E_SHUTDOWN. The Context stays valid
+  /// and download callback still pending, with XXNET_E_SHUTDOWN. The Context stays valid
   /// for that last drain; later sends, calls, casts and listens return
   /// XXNET_E_SHUTDOWN. Idempotent. From inside a handler it only stops the
   /// network: the next dispatch() (or the destructor) delivers the rest. An
@@ -824,6 +1008,15 @@ class Context {
   // up to 1024 events; after xxnet_shutdown nothing but due timers is added).
   static constexpr int kDrainRounds = 1 << 16;
 
+  // A download() with callbacks, until its Done or Failed event. `node` and
+  // `size` make the XXNET_E_SHUTDOWN outcome of one whose event never comes.
+  struct DownloadEntry {
+    DownloadHandler done;
+    std::shared_ptr<const Handler> progress;
+    std::string node;
+    uint64_t size;
+  };
+
   struct Impl {
     xxnet_ctx* ctx = nullptr;
     std::vector<xxnet_event> raw;  // xxnet_poll_recv's buffer
@@ -835,6 +1028,7 @@ class Context {
     std::shared_ptr<const Handler> default_route;
     std::unordered_map<TimerId, std::shared_ptr<TimerEntry>> timers;
     std::unordered_map<uint64_t, CallHandler> calls;  // call() callbacks by session, until their result
+    std::unordered_map<TaskId, DownloadEntry> downloads;  // download() callbacks by task, until Done/Failed
     std::map<std::string, std::shared_ptr<const ServiceHandler>, std::less<>> services;
     Impl() = default;
     Impl(const Impl&) = delete;
@@ -895,6 +1089,60 @@ class Context {
     }
   }
 
+  template <class F>
+  static DownloadHandler download_handler(F&& f) {
+    using D = std::decay_t<F>;
+    if constexpr (std::is_same_v<D, std::nullptr_t>) {
+      return DownloadHandler();
+    } else {
+      static_assert(std::is_invocable_v<D&, Download&>,
+                    "download on_done must be void(xxnet::Download&) or void(const xxnet::Download&)");
+      return DownloadHandler(std::forward<F>(f));
+    }
+  }
+  template <class P>
+  static std::shared_ptr<const Handler> progress_handler(P&& p) {
+    using D = std::decay_t<P>;
+    if constexpr (std::is_same_v<D, std::nullptr_t>) {
+      return nullptr;
+    } else if constexpr (std::is_invocable_v<D&, const Event&>) {
+      return wrap(Handler(std::forward<P>(p)));
+    } else {
+      static_assert(std::is_invocable_v<D&, uint64_t, uint64_t>,
+                    "download on_progress must be void(uint64_t done, uint64_t total) or void(const xxnet::Event&)");
+      ProgressHandler fn(std::forward<P>(p));
+      if (!fn) return nullptr;
+      return wrap([fn](const Event& e) { fn(e.count(), e.total()); });
+    }
+  }
+
+  // Runs on_done of a download with `result`, once (the entry is already
+  // out of the map: on_done may start downloads of its own), then releases
+  // the file unless on_done kept it, also when on_done throws.
+  static void finish_download(Impl& im, DownloadHandler& done, Download& result) {
+    struct Release {
+      xxnet_ctx* ctx;
+      const Download& d;
+      ~Release() {
+        if (d.ok() && !d.kept()) (void)xxnet_download_release(ctx, d.task());
+      }
+    } release{im.ctx, result};
+    if (done) done(result);
+  }
+
+  // Runs on_done of the download `ev` (Done or Failed) ends; false if it has none.
+  static bool run_download(Impl& im, const Event& ev) {
+    auto d = im.downloads.find(ev.id());
+    if (d == im.downloads.end()) return false;
+    DownloadEntry entry = std::move(d->second);
+    im.downloads.erase(d);
+    if (!entry.done) return false;  // progress only: the end goes to on(kind)
+    Download result(ev.id(), ev.code(), ev.kind() == Kind::DownloadDone ? std::string(ev.data()) : std::string(),
+                    ev.total(), ev.count(), std::string(ev.node()));
+    finish_download(im, entry.done, result);
+    return true;
+  }
+
   // Runs the callback of the call `ev` resolves, once; false if it has none.
   static bool run_call(Impl& im, const Event& ev) {
     auto c = im.calls.find(ev.id());
@@ -930,26 +1178,45 @@ class Context {
       } catch (...) {  // the destructor must not throw
       }
     }
+    for (int round = 0; round < kDrainRounds && !im.downloads.empty(); ++round) {
+      auto oldest = im.downloads.begin();
+      for (auto d = im.downloads.begin(); d != im.downloads.end(); ++d)
+        if (d->first < oldest->first) oldest = d;
+      const TaskId task = oldest->first;
+      DownloadEntry entry = std::move(oldest->second);
+      im.downloads.erase(oldest);
+      Download result(task, XXNET_E_SHUTDOWN, std::string(), entry.size, 0, std::move(entry.node));
+      if (!swallow) {
+        finish_download(im, entry.done, result);
+        continue;
+      }
+      try {
+        finish_download(im, entry.done, result);
+      } catch (...) {  // the destructor must not throw
+      }
+    }
   }
 
-  // The destructor's end: when calls are pending, stop the network and run
-  // their callbacks (only those) with what the queue still holds, then free.
+  // The destructor's end: when calls or downloads are pending, stop the
+  // network and run their callbacks (only those: no progress, no other
+  // handler) with what the queue still holds, then free.
   void close_now() noexcept {
     if (!p_) return;
     Impl& im = *p_;
-    if (!im.calls.empty()) {
+    auto pending = [&im] { return !im.calls.empty() || !im.downloads.empty(); };
+    if (pending()) {
       xxnet_shutdown(im.ctx);
       Busy busy(im);
-      for (int round = 0; round < kDrainRounds && !im.calls.empty(); ++round) {
-        while (im.next < im.batch.size() && !im.calls.empty()) {
+      for (int round = 0; round < kDrainRounds && pending(); ++round) {
+        while (im.next < im.batch.size() && pending()) {
           const Event& ev = im.batch[im.next++];
-          if (ev.kind() != Kind::CallResult) continue;
           try {
-            run_call(im, ev);
+            if (ev.kind() == Kind::CallResult) run_call(im, ev);
+            if (ev.kind() == Kind::DownloadDone || ev.kind() == Kind::DownloadFailed) run_download(im, ev);
           } catch (...) {  // the destructor must not throw
           }
         }
-        if (im.calls.empty()) break;
+        if (!pending()) break;
         try {
           fill(im, 1024, 0);
         } catch (...) {
@@ -992,6 +1259,11 @@ class Context {
       h = r != im.routes.end() ? r->second : im.default_route;
     } else if (ev.kind() == Kind::CallResult) {
       if (run_call(im, ev)) return;
+    } else if (ev.kind() == Kind::DownloadDone || ev.kind() == Kind::DownloadFailed) {
+      if (run_download(im, ev)) return;
+    } else if (ev.kind() == Kind::DownloadProgress) {
+      auto d = im.downloads.find(ev.id());
+      if (d != im.downloads.end()) h = d->second.progress;  // a copy: it may start downloads of its own
     } else if (ev.kind() == Kind::CallRequest) {
       auto s = im.services.find(ev.service());
       if (s != im.services.end()) {

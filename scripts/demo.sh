@@ -3,7 +3,8 @@
 # with CMake, Release) and runs the demo: two xxnet nodes in one process
 # exchanging messages over 127.0.0.1, printing every event, then a cluster
 # of three named nodes making remote calls (a chained call, NO_SERVICE,
-# TIMEOUT), printing every result.
+# TIMEOUT), printing every result, then a 32 MiB download between two nodes
+# drawn as a progress bar.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

@@ -173,9 +173,10 @@ pub const XXNET_EVENT_DOWNLOAD_PROGRESS: u32 = 16;
 pub const XXNET_EVENT_DOWNLOAD_DONE: u32 = 17;
 /// A download failed (exactly one DONE or FAILED per task): `id` is the task, `code` the reason
 /// (XXNET_E_TIMEOUT, XXNET_E_NODE_DOWN, XXNET_E_NO_CONTENT, XXNET_E_CHECKSUM,
-/// XXNET_E_SIZE_MISMATCH, XXNET_E_NO_SPACE, XXNET_E_DISK, XXNET_E_CANCELLED, ...), `count` the
-/// bytes in the cache so far (kept for a later resume unless the content was found wrong),
-/// `total` the size, `node` the source node.
+/// XXNET_E_SIZE_MISMATCH, XXNET_E_NO_SPACE, XXNET_E_DISK, XXNET_E_CANCELLED, XXNET_E_SHUTDOWN,
+/// ...), `count` the bytes in the cache so far (kept for a later resume unless the content was
+/// found wrong; 0 when the host ended the task: CANCELLED, SHUTDOWN), `total` the size, `node`
+/// the source node.
 pub const XXNET_EVENT_DOWNLOAD_FAILED: u32 = 18;
 
 /// XXNET_EVENT_NODE_CHANGED: a node was added to the directory.

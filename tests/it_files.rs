@@ -1,7 +1,8 @@
 //! Downloads between nodes in one process (issue 6): fetching, the cache,
-//! joining, the quota, failures with their reasons, corrupt blocks,
-//! path safety, and small calls beside a large download.
-//! (Crash and restart of a downloading process are in it_files_procs.rs.)
+//! joining, the quota, failures with their reasons, corrupt blocks and
+//! path safety. (Crash and restart of a downloading process are in
+//! it_files_procs.rs; small calls beside a large download are measured by
+//! `cargo bench --bench files`.)
 
 mod common;
 

@@ -231,8 +231,10 @@ pub extern "C" fn xxnet_reply(
 /// Shuts the network down but keeps the context for a last drain: stops the
 /// reactor and closes every socket (peers are told with GOAWAY). Events
 /// already produced stay queued; every call still pending gets its
-/// XXNET_EVENT_CALL_RESULT with XXNET_E_SHUTDOWN after them. Later sends,
-/// calls and listens return XXNET_E_SHUTDOWN; xxnet_poll_recv returns what
+/// XXNET_EVENT_CALL_RESULT with XXNET_E_SHUTDOWN after them, and every
+/// download still running its XXNET_EVENT_DOWNLOAD_FAILED with
+/// XXNET_E_SHUTDOWN (the files thread saves the cache index first, so partial
+/// files resume later). Later sends, calls, downloads and listens return XXNET_E_SHUTDOWN; xxnet_poll_recv returns what
 /// is queued without waiting. Call xxnet_free afterwards. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn xxnet_shutdown(ctx: *mut xxnet_ctx) {

@@ -132,7 +132,12 @@ impl Bucket {
             return None;
         }
         let missing = (n as f64 - self.tokens).max(0.0);
-        Some(now + Duration::from_secs_f64(missing / self.rate as f64))
+        if missing == 0.0 {
+            return Some(now);
+        }
+        // Rounded up, and a nanosecond more: at that instant `take(n)` succeeds.
+        let ns = (missing * 1e9 / self.rate as f64).ceil() as u64;
+        Some(now + Duration::from_nanos(ns.saturating_add(1)))
     }
 }
 
@@ -324,7 +329,8 @@ impl Fetch {
 
     /// Whether a result for `session` is still wanted.
     pub fn owns(&self, session: u64) -> bool {
-        self.phase == Phase::Opening(session) || self.inflight.contains_key(&session)
+        self.phase != Phase::Finished
+            && (self.phase == Phase::Opening(session) || self.inflight.contains_key(&session))
     }
 
     fn source(&self) -> &str {
@@ -482,6 +488,9 @@ impl Fetch {
         now: Instant,
         out: &mut Vec<Act>,
     ) {
+        if self.phase == Phase::Finished {
+            return;
+        }
         if self.phase == Phase::Opening(session) {
             if code == XXNET_OK {
                 self.phase = Phase::Open;
@@ -495,7 +504,8 @@ impl Fetch {
             return;
         };
         if code != XXNET_OK {
-            self.wanted.push_front(block);
+            // Requeued with the rest of the window, in block order.
+            self.inflight.insert(session, block);
             self.source_failed(code, now, out);
             return;
         }

@@ -5,10 +5,13 @@
 //! ```text
 //! {"version": 1, "files": [
 //!   [md5_hex, file_name, size, last_used_ms, downloaded_bytes, block_size,
-//!    last_block_size, [[first_block, end_block], ...]]
+//!    last_block_size, [[first_block, end_block], ...], verified]
 //! ]}
 //! ```
-//! The last field lists the downloaded blocks as half-open runs. The worker
+//! The eighth field lists the downloaded blocks as half-open runs; the last
+//! is true once the whole file's size and md5 were checked (only then is it
+//! handed out without a transfer; a file whose blocks are all there but
+//! which was never checked is checked again first). The worker
 //! writes block data first and records it here after (data synced, then the
 //! index replaced with a rename), so after a crash the index never claims a
 //! block whose bytes are not on disk.
@@ -28,6 +31,8 @@ pub struct Entry {
     pub last_used: u64,
     pub block: u32,
     pub done: Blocks,
+    /// Every block is written and the whole file's size and md5 were checked.
+    pub verified: bool,
     /// Running downloads plus finished tasks the host has not released (not persisted).
     pub users: u32,
 }
@@ -45,6 +50,7 @@ impl Entry {
             last_used: now_ms,
             block,
             done: Blocks::new(layout.blocks()),
+            verified: false,
             users: 0,
         }
     }
@@ -56,8 +62,9 @@ impl Entry {
         }
     }
 
+    /// Downloaded and checked: ready to hand out.
     pub fn complete(&self) -> bool {
-        self.done.all()
+        self.verified && self.done.all()
     }
 
     pub fn downloaded(&self) -> u64 {
@@ -136,7 +143,8 @@ impl Index {
                     e.downloaded(),
                     e.block,
                     last,
-                    runs
+                    runs,
+                    e.complete()
                 ])
             })
             .collect();
@@ -172,8 +180,8 @@ impl Index {
 
 fn parse_entry(f: &Value) -> Result<Entry, String> {
     let a = f.as_array().ok_or("not an array")?;
-    if a.len() != 8 {
-        return Err("expected 8 fields".into());
+    if a.len() != 9 {
+        return Err("expected 9 fields".into());
     }
     let md5 = a[0].as_str().and_then(wire::parse_md5).ok_or("bad md5")?;
     let name = a[1].as_str().ok_or("bad name")?;
@@ -222,6 +230,10 @@ fn parse_entry(f: &Value) -> Result<Entry, String> {
     if e.downloaded() != downloaded {
         return Err("downloaded bytes do not match the block list".into());
     }
+    e.verified = a[8].as_bool().ok_or("bad verified flag")?;
+    if e.verified && !e.done.all() {
+        return Err("verified but not every block is downloaded".into());
+    }
     Ok(e)
 }
 
@@ -236,6 +248,7 @@ mod tests {
             for b in 0..e.done.len() {
                 e.done.set(b);
             }
+            e.verified = true;
         }
         e.users = users;
         e
@@ -280,6 +293,7 @@ mod tests {
             (6, json!(3)),
             (7, json!([[0, 9]])),
             (4, json!(5)),
+            (8, json!("yes")),
         ] {
             let mut g = f.clone();
             g[i] = val;
@@ -290,7 +304,7 @@ mod tests {
         let text = json!({"version": 1, "files": bad}).to_string();
         let (idx, warnings) = Index::parse(&text).unwrap();
         assert_eq!(idx.entries.len(), 1);
-        assert_eq!(warnings.len(), 7, "{warnings:?}");
+        assert_eq!(warnings.len(), 8, "{warnings:?}");
         assert!(Index::parse("{").is_err());
         assert!(Index::parse("{\"version\":2,\"files\":[]}").is_err());
     }

@@ -107,8 +107,30 @@ struct Worker {
     names: HashMap<String, Bytes>,
 }
 
-/// Runs the files thread until `Stop` or until every sender is gone.
+/// Runs the files thread until `Stop` or until every sender is gone. A
+/// panic makes the context unusable (as one on the reactor thread does):
+/// the host gets an XXNET_EVENT_ERROR and every later call XXNET_E_INTERNAL.
 pub fn run(cfg: Settings, links: Links) {
+    let shared = links.shared.clone();
+    let events = links.events.clone();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_inner(cfg, links)));
+    if let Err(payload) = outcome {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        log::error!(target: "xxnet::files", "files thread panicked: {msg}; the context is unusable");
+        shared.failed.store(true, Ordering::SeqCst);
+        let _ = events.send(vec![Event {
+            kind: XXNET_EVENT_ERROR,
+            code: XXNET_E_INTERNAL,
+            ..Event::default()
+        }]);
+    }
+}
+
+fn run_inner(cfg: Settings, links: Links) {
     let account = Arc::new(Account::default());
     let _ = links.commands.send(Command::NewAccount {
         id: FILES_ACCT,
@@ -530,6 +552,11 @@ impl Worker {
             self.index_dirty = true;
             return;
         }
+        let cached = self.index.entries.get(&key).is_some_and(|e| e.complete());
+        if cached && !std::fs::metadata(self.data_path(&key)).is_ok_and(|m| m.len() == key.size) {
+            log::warn!(target: "xxnet::files", "cached {} vanished; fetching it again", key.file_name());
+            self.index.entries.remove(&key);
+        }
         if let Some(e) = self.index.entries.get_mut(&key) {
             e.last_used = stamp;
             self.index_dirty = true;
@@ -831,6 +858,9 @@ impl Worker {
         let mut acts = Vec::new();
         r.fetch.verified(res, &mut acts);
         if res.is_ok() {
+            if let Some(e) = self.index.entries.get_mut(key) {
+                e.verified = true;
+            }
             self.index_dirty = true;
             self.save_index();
         }
@@ -843,9 +873,26 @@ impl Worker {
         if !self.running.get(key).is_some_and(|r| r.fetch.finished()) {
             return;
         }
-        self.running.remove(key);
+        if let Some(r) = self.running.remove(key) {
+            // Data first: the index saved below records these blocks.
+            if !r.synced {
+                if let Err(e) = r.file.sync_data() {
+                    log::warn!(target: "xxnet::files", "sync of {} failed: {e}", key.file_name());
+                }
+            }
+        }
         self.sessions.retain(|_, k| k != key);
         self.release_use(key);
+        // Nothing downloaded (the source never had it, say): give the room back.
+        let empty = self
+            .index
+            .entries
+            .get(key)
+            .is_some_and(|e| !e.complete() && e.done.count() == 0 && e.users == 0);
+        if empty {
+            self.index.entries.remove(key);
+            let _ = std::fs::remove_file(self.data_path(key));
+        }
         self.index_dirty = true;
         self.save_index();
     }
