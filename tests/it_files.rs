@@ -59,24 +59,7 @@ impl Member {
         cache: Option<&Path>,
         tweak: impl FnOnce(&mut ffi::types::xxnet_config),
     ) -> Member {
-        let cname = CString::new(name).unwrap();
-        let cdir = cache.map(|c| CString::new(c.to_str().unwrap()).unwrap());
-        let mut cfg = default_config();
-        cfg.node_name = cname.as_ptr();
-        if let Some(d) = &cdir {
-            cfg.download_dir = d.as_ptr();
-        }
-        tweak(&mut cfg);
-        let node = Node::with_config(&cfg);
-        let port = node.listen("127.0.0.1");
-        let mut names = vec![cname];
-        names.extend(cdir);
-        Member {
-            node,
-            name: name.to_string(),
-            port,
-            _names: names,
-        }
+        member_on(name, 0, cache, tweak)
     }
 
     fn addr(&self) -> String {
