@@ -272,6 +272,15 @@ pub fn describe_cstr(code: c_int) -> &'static CStr {
     }
 }
 
+/// The message of a caught panic ("panic" when it carries none).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
 /// True for codes that mean the peer broke the wire protocol.
 pub fn is_protocol_error(code: c_int) -> bool {
     (XXNET_E_BAD_FRAME..=XXNET_E_PROTOCOL).contains(&code)

@@ -2,8 +2,8 @@
 
 use super::context::xxnet_ctx;
 use super::guard_code;
+use super::rpc::{context, read_str};
 use crate::codes::*;
-use std::ffi::CStr;
 use std::os::raw::{c_char, c_int};
 
 /// Counters read with `xxnet_files_stats`. Counts are since xxnet_new.
@@ -30,19 +30,15 @@ pub struct xxnet_file_stats {
     pub served_files: u64,
 }
 
-/// Reads a NUL-terminated UTF-8 string.
+/// A host string for a path, a name or an md5: text that is not UTF-8 is a bad path.
 ///
 /// # Safety
 /// `s` is NULL or points to a NUL-terminated string.
-unsafe fn read_str<'a>(s: *const c_char) -> Result<&'a str, c_int> {
-    if s.is_null() {
-        return Err(XXNET_E_NULL_POINTER);
-    }
-    CStr::from_ptr(s).to_str().map_err(|_| XXNET_E_BAD_PATH)
-}
-
-fn context<'a>(ctx: *mut xxnet_ctx) -> Result<&'a crate::host::Context, c_int> {
-    Ok(&unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?.inner)
+unsafe fn read_path<'a>(s: *const c_char) -> Result<&'a str, c_int> {
+    read_str(s).map_err(|c| match c {
+        XXNET_E_INVALID_ARG => XXNET_E_BAD_PATH,
+        c => c,
+    })
 }
 
 /// Serves the files under directory `dir` (and its subdirectories) to other
@@ -56,7 +52,7 @@ fn context<'a>(ctx: *mut xxnet_ctx) -> Result<&'a crate::host::Context, c_int> {
 pub extern "C" fn xxnet_files_serve(ctx: *mut xxnet_ctx, dir: *const c_char) -> c_int {
     guard_code(|| {
         let ctx = context(ctx)?;
-        let dir = unsafe { read_str(dir) }?;
+        let dir = unsafe { read_path(dir) }?;
         ctx.files_serve(dir)
     })
 }
@@ -92,11 +88,11 @@ pub extern "C" fn xxnet_download(
     guard_code(|| {
         let ctx = context(ctx)?;
         let node = unsafe { read_str(node) }.map_err(|c| match c {
-            XXNET_E_BAD_PATH => XXNET_E_UNKNOWN_NODE,
+            XXNET_E_INVALID_ARG => XXNET_E_UNKNOWN_NODE,
             c => c,
         })?;
-        let md5 = unsafe { read_str(md5_hex) }?;
-        let name = unsafe { read_str(file_name) }?;
+        let md5 = unsafe { read_path(md5_hex) }?;
+        let name = unsafe { read_path(file_name) }?;
         let t = ctx.download(node, md5, name, size)?;
         if let Some(out) = unsafe { task.as_mut() } {
             *out = t;

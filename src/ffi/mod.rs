@@ -42,11 +42,7 @@ pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
+            let msg = crate::codes::panic_text(&*payload);
             log::error!(target: "xxnet::ffi", "panic caught at the C boundary: {msg}");
             set_last_error(&format!("panic: {msg}"));
             on_panic

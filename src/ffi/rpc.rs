@@ -12,14 +12,14 @@ use std::os::raw::{c_char, c_int};
 ///
 /// # Safety
 /// `s` is NULL or points to a NUL-terminated string.
-unsafe fn read_str<'a>(s: *const c_char) -> Result<&'a str, c_int> {
+pub(crate) unsafe fn read_str<'a>(s: *const c_char) -> Result<&'a str, c_int> {
     if s.is_null() {
         return Err(XXNET_E_NULL_POINTER);
     }
     CStr::from_ptr(s).to_str().map_err(|_| XXNET_E_INVALID_ARG)
 }
 
-fn context<'a>(ctx: *mut xxnet_ctx) -> Result<&'a crate::host::Context, c_int> {
+pub(crate) fn context<'a>(ctx: *mut xxnet_ctx) -> Result<&'a crate::host::Context, c_int> {
     Ok(&unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?.inner)
 }
 

@@ -115,11 +115,7 @@ pub fn run(cfg: Settings, links: Links) {
     let events = links.events.clone();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_inner(cfg, links)));
     if let Err(payload) = outcome {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into());
+        let msg = crate::codes::panic_text(&*payload);
         log::error!(target: "xxnet::files", "files thread panicked: {msg}; the context is unusable");
         shared.failed.store(true, Ordering::SeqCst);
         let _ = events.send(vec![Event {

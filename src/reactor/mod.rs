@@ -59,11 +59,7 @@ pub fn run(poll: Poll, link: ReactorLink, cfg: Config) {
         Reactor::new(poll, link, cfg).run()
     }));
     if let Err(payload) = outcome {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into());
+        let msg = crate::codes::panic_text(&*payload);
         log::error!(target: "xxnet::reactor", "reactor thread panicked: {msg}; the context is unusable");
         shared.failed.store(true, Ordering::SeqCst);
         let _ = events.send(vec![Event {
