@@ -426,7 +426,7 @@
  * The ABI version of this header; raised whenever an export, struct or
  * constant changes incompatibly. Compare with xxnet_abi_version().
  */
-#define XXNET_ABI_VERSION 2
+#define XXNET_ABI_VERSION 3
 
 /**
  * Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
@@ -605,6 +605,13 @@ typedef struct xxnet_config {
    * Bytes per second all downloads of this context may fetch together (default 0: no limit).
    */
   uint64_t download_rate_limit;
+  /**
+   * Reactor threads, 1..=64 (default 1). With N, each connection lives on reactor
+   * `conn % N` for its whole life (its reads and writes need no lock); listeners accept on
+   * reactor 0 and hand each socket over once its HELLO names the peer. Events of every
+   * reactor reach the host through the same xxnet_poll_recv.
+   */
+  uint32_t io_threads;
 } xxnet_config;
 
 /**

@@ -125,7 +125,7 @@
 #include <utility>
 #include <vector>
 
-static_assert(XXNET_ABI_VERSION == 2, "xxnet.hpp was written for ABI 2 of xxnet.h: review it before raising");
+static_assert(XXNET_ABI_VERSION == 3, "xxnet.hpp was written for ABI 3 of xxnet.h: review it before raising");
 
 namespace xxnet {
 
@@ -351,6 +351,7 @@ class Config {
   Config& download_block_size(uint32_t v) noexcept { return set(c_.download_block_size, v); }
   Config& download_window(uint32_t v) noexcept { return set(c_.download_window, v); }
   Config& download_rate_limit(uint64_t v) noexcept { return set(c_.download_rate_limit, v); }
+  Config& io_threads(uint32_t v) noexcept { return set(c_.io_threads, v); }
   Config& advertise_ip(std::optional<std::string> ip) {
     advertise_ip_ = std::move(ip);
     return *this;

@@ -195,7 +195,7 @@ pub const XXNET_PEER_RECONNECTING: u32 = 3;
 
 /// The ABI version of this header; raised whenever an export, struct or
 /// constant changes incompatibly. Compare with xxnet_abi_version().
-pub const XXNET_ABI_VERSION: u32 = 2;
+pub const XXNET_ABI_VERSION: u32 = 3;
 
 /// Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
 pub const XXNET_LANES: u32 = 4;

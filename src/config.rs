@@ -60,6 +60,9 @@ pub struct Config {
     pub download_window: u32,
     /// Bytes per second all downloads together may fetch (0: no limit).
     pub download_rate_limit: u64,
+    /// Reactor threads (issue 7, seed 003): each connection lives on reactor
+    /// `conn_id % io_threads` for its whole life; listeners accept on reactor 0.
+    pub io_threads: usize,
 }
 
 impl Config {
@@ -67,6 +70,8 @@ impl Config {
     pub const MAX_FRAGMENT: usize = 1 << 20;
     /// Smallest fragment size accepted.
     pub const MIN_FRAGMENT: usize = 1024;
+    /// Most reactor threads a context may run.
+    pub const MAX_IO_THREADS: usize = 64;
 
     /// Checks ranges; returns a description of the first bad field.
     pub fn validate(&self) -> Result<(), String> {
@@ -127,6 +132,13 @@ impl Config {
         if self.download_timeout_ms == 0 {
             return Err("download_timeout_ms must be at least 1".into());
         }
+        if self.io_threads == 0 || self.io_threads > Self::MAX_IO_THREADS {
+            return Err(format!(
+                "io_threads {} is outside 1..={}",
+                self.io_threads,
+                Self::MAX_IO_THREADS
+            ));
+        }
         if self.recv_queue_limit < self.fragment_size {
             return Err("recv_queue_limit must be at least fragment_size".into());
         }
@@ -162,6 +174,7 @@ impl Default for Config {
             download_block_size: 1 << 20,
             download_window: 8,
             download_rate_limit: 0,
+            io_threads: 1,
         }
     }
 }

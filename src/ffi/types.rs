@@ -78,6 +78,11 @@ pub struct xxnet_config {
     pub download_window: u32,
     /// Bytes per second all downloads of this context may fetch together (default 0: no limit).
     pub download_rate_limit: u64,
+    /// Reactor threads, 1..=64 (default 1). With N, each connection lives on reactor
+    /// `conn % N` for its whole life (its reads and writes need no lock); listeners accept on
+    /// reactor 0 and hand each socket over once its HELLO names the peer. Events of every
+    /// reactor reach the host through the same xxnet_poll_recv.
+    pub io_threads: u32,
 }
 
 impl Default for xxnet_config {
@@ -110,6 +115,7 @@ impl Default for xxnet_config {
             download_block_size: c.download_block_size,
             download_window: c.download_window,
             download_rate_limit: c.download_rate_limit,
+            io_threads: c.io_threads as u32,
         }
     }
 }
@@ -184,6 +190,7 @@ impl xxnet_config {
             download_block_size: self.download_block_size,
             download_window: self.download_window,
             download_rate_limit: self.download_rate_limit,
+            io_threads: self.io_threads as usize,
         };
         cfg.validate()?;
         Ok(cfg)
