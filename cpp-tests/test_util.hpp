@@ -126,10 +126,13 @@ inline std::string describe(const std::vector<Event>& evs, size_t max = 20) {
   return os.str();
 }
 
+/// Defaults, except that XXNET_TEST_IO_THREADS=N in the environment sets
+/// io_threads (the test script runs ctest again with several reactors).
 inline xxnet_config default_config() {
   xxnet_config c;
   std::memset(&c, 0, sizeof c);
   xxnet_config_default(&c);
+  if (const char* n = std::getenv("XXNET_TEST_IO_THREADS")) c.io_threads = static_cast<uint32_t>(std::atoi(n));
   return c;
 }
 

@@ -1,27 +1,45 @@
-//! The boundary between the host's thread and the reactor thread.
+//! The boundary between the host's thread and the reactor threads.
 //!
-//! Host → reactor: an unbounded lock-free command channel plus a `mio::Waker`.
+//! A context runs `io_threads` reactors (default 1). Each owns the sessions
+//! whose conn id `c` has `c % N` equal to its index, for their whole life;
+//! the [`Router`] sends every command to the reactor owning its destination.
+//!
+//! Host → reactor: an unbounded lock-free command channel per reactor plus a `mio::Waker`.
 //! A wake is issued only when none is pending (`wake_pending`), so a burst of
 //! sends costs one wakeup, and the reactor drains the whole queue per wakeup.
 //! Reactor → host: events travel in batches (`Vec<Event>`, one channel
-//! operation per reactor turn). Counters are published once per turn into
+//! operation per reactor turn), all reactors into one channel. Counters are published once per turn into
 //! relaxed atomics; backlog accounts are atomics the host adds to per send
-//! and the reactor subtracts from once per turn. The only lock is the
-//! session-snapshot table, taken once per turn by the reactor when a session
-//! changed and by the host only when it asks (`xxnet_conn_info`).
+//! and the reactor subtracts from once per turn. The locks are the
+//! session-snapshot table, taken once per turn by a reactor when a session
+//! changed and by the host only when it asks (`xxnet_conn_info`), and, with
+//! several reactors, the route table ([`Routes`]), taken when a new
+//! destination address is first used and when an accepted connection is
+//! handed over.
 
 pub use crate::proto::endpoint::{Dest, Outgoing, PeerSnapshot};
 pub use crate::proto::event::Event;
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A request from the host to the reactor.
 #[derive(Debug)]
 pub enum Command {
-    /// Start accepting on an already bound listener.
+    /// Start accepting on an already bound listener (reactor 0).
     Listen { listener: mio::net::TcpListener },
+    /// A listener was bound on reactor 0: this is its address (announced in HELLOs).
+    Listening { addr: std::net::SocketAddr },
+    /// An accepted connection handed over by reactor 0 once its HELLO named
+    /// the node: `read` holds the bytes read so far.
+    Adopt {
+        stream: mio::net::TcpStream,
+        read: bytes::BytesMut,
+        remote: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+    },
     /// Queue one message.
     Send(Outgoing),
     /// A backlog account the host opened for a destination (sent before its first message).
@@ -79,21 +97,101 @@ pub struct SharedStats {
     pub reconnects: AtomicU64,
 }
 
-/// State both threads see.
+/// State every thread of a context sees.
+#[derive(Debug)]
+pub struct Common {
+    /// A reactor thread (or the files thread) died; the context is unusable.
+    pub failed: AtomicBool,
+    /// Received payload bytes handed to the host and not yet released by its next poll.
+    pub recv_queued: AtomicUsize,
+    /// Latest snapshot of every live session, by conn id.
+    pub sessions: Mutex<HashMap<u64, PeerSnapshot>>,
+    /// Which reactor owns the session of a node (several reactors only).
+    pub routes: Mutex<Routes>,
+}
+
+/// With several reactors: the reactor owning the session of each node.
+///
+/// An address the host sends to, or a node announces as its listen address
+/// in a HELLO, is bound to a reactor the first time it is seen and stays
+/// bound (the table grows with the number of distinct node addresses). Nodes
+/// that listen nowhere are bound by their instance id until their session
+/// ends. Conn ids need no table: conn `c` lives on reactor `c % N`.
+#[derive(Debug, Default)]
+pub struct Routes {
+    by_addr: HashMap<SocketAddr, usize>,
+    by_instance: HashMap<u64, usize>,
+    next: usize,
+}
+
+impl Routes {
+    /// A reactor for a connection that names no node (round-robin).
+    pub fn pick(&mut self, n: usize) -> usize {
+        let k = self.next % n;
+        self.next = self.next.wrapping_add(1);
+        k
+    }
+
+    /// The reactor of the node at `addr`, bound round-robin on first use.
+    pub fn for_addr(&mut self, addr: SocketAddr, n: usize) -> usize {
+        if let Some(&k) = self.by_addr.get(&addr) {
+            return k;
+        }
+        let k = self.pick(n);
+        self.by_addr.insert(addr, k);
+        k
+    }
+
+    /// The reactor for an accepted connection whose HELLO names `instance`
+    /// and announces `listen`: the one already holding that node, else a new
+    /// binding (round-robin).
+    pub fn for_hello(&mut self, instance: u64, listen: Option<SocketAddr>, n: usize) -> usize {
+        if let Some(addr) = listen {
+            return self.for_addr(addr, n);
+        }
+        if let Some(&k) = self.by_instance.get(&instance) {
+            return k;
+        }
+        let k = self.pick(n);
+        self.by_instance.insert(instance, k);
+        k
+    }
+
+    /// Reactor `k` reached a node announcing `listen` (maybe through another
+    /// address, behind a proxy): the node's own connections to us go to `k`
+    /// unless that address is already bound elsewhere.
+    pub fn learned(&mut self, listen: SocketAddr, k: usize) {
+        self.by_addr.entry(listen).or_insert(k);
+    }
+
+    /// A node without a listen address ended its session on reactor `k`.
+    pub fn instance_gone(&mut self, instance: u64, k: usize) {
+        if self.by_instance.get(&instance) == Some(&k) {
+            self.by_instance.remove(&instance);
+        }
+    }
+
+    /// Bindings held (for tests).
+    pub fn len(&self) -> usize {
+        self.by_addr.len() + self.by_instance.len()
+    }
+
+    /// No bindings.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// State of one reactor that other threads see.
 #[derive(Debug)]
 pub struct Shared {
     pub waker: mio::Waker,
     /// A wake has been issued and the reactor has not yet started draining.
     pub wake_pending: AtomicBool,
-    /// The reactor thread died (panic); the context is unusable.
-    pub failed: AtomicBool,
-    /// Received payload bytes handed to the host and not yet released by its next poll.
-    pub recv_queued: AtomicUsize,
     /// The reactor stopped reading because `recv_queued` passed the limit.
     pub reading_paused: AtomicBool,
     pub stats: SharedStats,
-    /// Latest snapshot of every live session, by conn id.
-    pub sessions: Mutex<HashMap<u64, PeerSnapshot>>,
+    pub common: Arc<Common>,
 }
 
 impl Shared {
@@ -106,48 +204,205 @@ impl Shared {
     }
 }
 
+/// The command queue of one reactor.
+#[derive(Debug)]
+struct Handle {
+    commands: Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+/// Sends commands to the reactor that owns what they are about. Cheap to
+/// clone; the host, the files thread and reactor 0 (for handing accepted
+/// sockets over) each hold one.
+#[derive(Clone, Debug)]
+pub struct Router {
+    handles: Arc<[Handle]>,
+    pub common: Arc<Common>,
+}
+
+impl Router {
+    /// Number of reactors.
+    pub fn count(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The shared state of reactor `k`.
+    pub fn shared(&self, k: usize) -> &Arc<Shared> {
+        &self.handles[k].shared
+    }
+
+    /// Every reactor's shared state.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Shared>> {
+        self.handles.iter().map(|h| &h.shared)
+    }
+
+    /// The reactor that owns `dest`.
+    pub fn owner(&self, dest: Dest) -> usize {
+        let n = self.handles.len();
+        if n == 1 {
+            return 0;
+        }
+        match dest {
+            Dest::Conn(c) => (c % n as u64) as usize,
+            Dest::Addr(a) => self
+                .common
+                .routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .for_addr(a, n),
+        }
+    }
+
+    /// Queues `cmd` on reactor `k` and wakes it.
+    pub fn send_to(&self, k: usize, cmd: Command) -> Result<(), std::os::raw::c_int> {
+        let h = &self.handles[k];
+        // The reactor is gone (it panicked or shut down).
+        h.commands
+            .send(cmd)
+            .map_err(|_| crate::codes::XXNET_E_INTERNAL)?;
+        h.shared.wake();
+        Ok(())
+    }
+
+    /// Queues `cmd` on every reactor that must see it: the owner of its
+    /// destination, reactor 0 for listeners, all of them for context-wide
+    /// settings and shutdown.
+    pub fn route(&self, cmd: Command) -> Result<(), std::os::raw::c_int> {
+        if self.handles.len() == 1 {
+            return self.send_to(0, cmd);
+        }
+        let k = match &cmd {
+            Command::Send(m) => self.owner(m.dest),
+            Command::NewAccount { dest, .. } => match dest {
+                // The files thread's account is used on every reactor.
+                Dest::Addr(a) if a.ip().is_unspecified() => return self.broadcast(cmd),
+                d => self.owner(*d),
+            },
+            Command::Close { conn } => self.owner(Dest::Conn(*conn)),
+            Command::Listen { listener } => {
+                // Every reactor announces the listen address in its handshakes.
+                if let Ok(addr) = listener.local_addr() {
+                    for k in 1..self.handles.len() {
+                        self.send_to(k, Command::Listening { addr })?;
+                    }
+                }
+                0
+            }
+            Command::Listening { .. } | Command::InjectPanic | Command::Adopt { .. } => 0,
+            Command::Service { .. }
+            | Command::EndPeer { .. }
+            | Command::Files { .. }
+            | Command::Shutdown => return self.broadcast(cmd),
+        };
+        self.send_to(k, cmd)
+    }
+
+    fn broadcast(&self, cmd: Command) -> Result<(), std::os::raw::c_int> {
+        let copy = |k: usize| -> Command {
+            match &cmd {
+                Command::NewAccount { id, account, dest } => Command::NewAccount {
+                    id: *id,
+                    account: account.clone(),
+                    dest: *dest,
+                },
+                Command::Service { name, serve } => Command::Service {
+                    name: name.clone(),
+                    serve: *serve,
+                },
+                Command::EndPeer { addr, code } => Command::EndPeer {
+                    addr: *addr,
+                    code: *code,
+                },
+                Command::Files { tx } => Command::Files { tx: tx.clone() },
+                Command::Shutdown => Command::Shutdown,
+                _ => unreachable!("command {k} is not broadcast"),
+            }
+        };
+        let mut ok = Ok(());
+        for k in 0..self.handles.len() {
+            if self.send_to(k, copy(k)).is_err() {
+                ok = Err(crate::codes::XXNET_E_INTERNAL);
+            }
+        }
+        ok
+    }
+}
+
 /// The host's end.
 #[derive(Debug)]
 pub struct HostLink {
-    pub commands: Sender<Command>,
+    pub router: Router,
     pub events: Receiver<Vec<Event>>,
     /// A sender of the event channel, for the files thread.
     pub events_tx: Sender<Vec<Event>>,
-    pub shared: Arc<Shared>,
 }
 
-/// The reactor's end.
+impl HostLink {
+    /// State every thread sees.
+    pub fn common(&self) -> &Common {
+        &self.router.common
+    }
+}
+
+/// One reactor's end.
 #[derive(Debug)]
 pub struct ReactorLink {
+    /// This reactor's index: it owns the conn ids `c` with `c % N == index`.
+    pub index: usize,
     pub commands: Receiver<Command>,
     pub events: Sender<Vec<Event>>,
     pub shared: Arc<Shared>,
+    /// Reactor 0 hands accepted sockets to the others through it.
+    pub router: Router,
 }
 
-/// Creates both ends around a waker registered with the reactor's poll.
-pub fn link(waker: mio::Waker) -> (HostLink, ReactorLink) {
-    let (ctx, crx) = crossbeam_channel::unbounded();
+/// Creates the host's end and one end per reactor, around wakers registered
+/// with each reactor's poll.
+pub fn link(wakers: Vec<mio::Waker>) -> (HostLink, Vec<ReactorLink>) {
     let (etx, erx) = crossbeam_channel::unbounded();
-    let shared = Arc::new(Shared {
-        waker,
-        wake_pending: AtomicBool::new(false),
+    let common = Arc::new(Common {
         failed: AtomicBool::new(false),
         recv_queued: AtomicUsize::new(0),
-        reading_paused: AtomicBool::new(false),
-        stats: SharedStats::default(),
         sessions: Mutex::new(HashMap::new()),
+        routes: Mutex::new(Routes::default()),
     });
+    let mut handles = Vec::new();
+    let mut receivers = Vec::new();
+    for waker in wakers {
+        let (ctx, crx) = crossbeam_channel::unbounded();
+        handles.push(Handle {
+            commands: ctx,
+            shared: Arc::new(Shared {
+                waker,
+                wake_pending: AtomicBool::new(false),
+                reading_paused: AtomicBool::new(false),
+                stats: SharedStats::default(),
+                common: common.clone(),
+            }),
+        });
+        receivers.push(crx);
+    }
+    let router = Router {
+        handles: handles.into(),
+        common,
+    };
+    let reactors = receivers
+        .into_iter()
+        .enumerate()
+        .map(|(index, commands)| ReactorLink {
+            index,
+            commands,
+            events: etx.clone(),
+            shared: router.shared(index).clone(),
+            router: router.clone(),
+        })
+        .collect();
     (
         HostLink {
-            commands: ctx,
+            router,
             events: erx,
-            events_tx: etx.clone(),
-            shared: shared.clone(),
+            events_tx: etx,
         },
-        ReactorLink {
-            commands: crx,
-            events: etx,
-            shared,
-        },
+        reactors,
     )
 }

@@ -107,7 +107,7 @@ impl HostState {
 pub struct Context {
     link: HostLink,
     state: Mutex<HostState>,
-    reactor: Mutex<Option<JoinHandle<()>>>,
+    reactors: Mutex<Vec<JoinHandle<()>>>,
     max_message: usize,
     recv_queue_limit: usize,
     high_water: u64,
@@ -122,8 +122,15 @@ impl Context {
     /// Starts the reactor thread.
     pub fn new(cfg: Config) -> Result<Context, String> {
         cfg.validate()?;
-        let (poll, waker) = reactor::new_poll().map_err(|e| format!("cannot create poll: {e}"))?;
-        let (host, reactor_end) = bridge::link(waker);
+        let mut polls = Vec::new();
+        let mut wakers = Vec::new();
+        for _ in 0..cfg.io_threads {
+            let (poll, waker) =
+                reactor::new_poll().map_err(|e| format!("cannot create poll: {e}"))?;
+            polls.push(poll);
+            wakers.push(waker);
+        }
+        let (host, reactor_ends) = bridge::link(wakers);
         let max_message = cfg.max_message_size;
         let recv_queue_limit = cfg.recv_queue_limit;
         let high_water = cfg.send_high_water as u64;
@@ -138,14 +145,34 @@ impl Context {
             max_message: cfg.max_message_size,
         };
         let download_timeout_ms = cfg.download_timeout_ms;
-        let handle = std::thread::Builder::new()
-            .name("xxnet-reactor".into())
-            .spawn(move || reactor::run(poll, reactor_end, cfg))
-            .map_err(|e| format!("cannot start the reactor thread: {e}"))?;
+        // One identity for the whole context, whichever reactor holds a session.
+        let instance = reactor::random_u64();
+        let mut handles = Vec::new();
+        for (poll, end) in polls.into_iter().zip(reactor_ends) {
+            let name = match end.index {
+                0 => "xxnet-reactor".to_string(),
+                k => format!("xxnet-reactor-{k}"),
+            };
+            let cfg = cfg.clone();
+            match std::thread::Builder::new()
+                .name(name)
+                .spawn(move || reactor::run(poll, end, cfg, instance))
+            {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // Stop the ones already running before failing.
+                    let _ = host.router.route(Command::Shutdown);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(format!("cannot start a reactor thread: {e}"));
+                }
+            }
+        }
         Ok(Context {
             link: host,
             state: Mutex::new(HostState::default()),
-            reactor: Mutex::new(Some(handle)),
+            reactors: Mutex::new(handles),
             max_message,
             recv_queue_limit,
             high_water,
@@ -163,7 +190,7 @@ impl Context {
     }
 
     fn check_usable(&self, st: &HostState) -> Result<(), c_int> {
-        if self.link.shared.failed.load(Ordering::Acquire) {
+        if self.link.common().failed.load(Ordering::Acquire) {
             return Err(XXNET_E_INTERNAL);
         }
         if st.shut_down {
@@ -173,9 +200,7 @@ impl Context {
     }
 
     fn submit(&self, cmd: Command) -> Result<(), c_int> {
-        self.link.commands.send(cmd).map_err(|_| XXNET_E_INTERNAL)?;
-        self.link.shared.wake();
-        Ok(())
+        self.link.router.route(cmd)
     }
 
     /// Binds `addr` and hands the listener to the reactor. Returns the bound port.
@@ -294,14 +319,11 @@ impl Context {
                 st.next_account += 1;
                 let id = st.next_account;
                 let account = Arc::new(Account::default());
-                self.link
-                    .commands
-                    .send(Command::NewAccount {
-                        id,
-                        account: account.clone(),
-                        dest,
-                    })
-                    .map_err(|_| XXNET_E_INTERNAL)?;
+                self.submit(Command::NewAccount {
+                    id,
+                    account: account.clone(),
+                    dest,
+                })?;
                 st.accounts.insert(dest, (id, account.clone()));
                 (id, account)
             }
@@ -321,7 +343,7 @@ impl Context {
         }
         let table = self
             .link
-            .shared
+            .common()
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -518,39 +540,50 @@ impl Context {
     fn release_lent(&self, st: &mut HostState) {
         st.lent.clear();
         if st.lent_bytes > 0 {
-            let shared = &self.link.shared;
             let released = std::mem::take(&mut st.lent_bytes);
-            let before = shared.recv_queued.fetch_sub(released, Ordering::AcqRel);
+            let before = self
+                .link
+                .common()
+                .recv_queued
+                .fetch_sub(released, Ordering::AcqRel);
             let after = before.saturating_sub(released);
-            if shared.reading_paused.load(Ordering::Acquire) && after <= self.recv_queue_limit / 2 {
-                shared.wake();
+            if after <= self.recv_queue_limit / 2 {
+                for shared in self.link.router.all() {
+                    if shared.reading_paused.load(Ordering::Acquire) {
+                        shared.wake();
+                    }
+                }
             }
         }
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        let st = self.state();
-        let s = &self.link.shared.stats;
-        let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        drop(st);
+        // Every reactor publishes its own counters; the context's are their sums.
+        let r = |f: fn(&bridge::SharedStats) -> &std::sync::atomic::AtomicU64| -> u64 {
+            self.link
+                .router
+                .all()
+                .map(|sh| f(&sh.stats).load(Ordering::Relaxed))
+                .sum()
+        };
         Stats {
-            open_connections: r(&s.open_connections),
-            msgs_in: r(&s.msgs_in),
-            msgs_out: r(&s.msgs_out),
-            bytes_in: r(&s.bytes_in),
-            bytes_out: r(&s.bytes_out),
-            queued_bytes: r(&s.queued_bytes),
-            queued_msgs: r(&s.queued_msgs),
-            protocol_errors: r(&s.protocol_errors),
-            refused_connections: r(&s.refused_connections),
-            connect_failures: r(&s.connect_failures),
-            send_failed_msgs: r(&s.send_failed_msgs),
-            accepted_connections: r(&s.accepted_connections),
-            msgs_acked: r(&s.msgs_acked),
-            msgs_resent: r(&s.msgs_resent),
-            duplicates_dropped: r(&s.duplicates),
-            reconnects: r(&s.reconnects),
+            open_connections: r(|s| &s.open_connections),
+            msgs_in: r(|s| &s.msgs_in),
+            msgs_out: r(|s| &s.msgs_out),
+            bytes_in: r(|s| &s.bytes_in),
+            bytes_out: r(|s| &s.bytes_out),
+            queued_bytes: r(|s| &s.queued_bytes),
+            queued_msgs: r(|s| &s.queued_msgs),
+            protocol_errors: r(|s| &s.protocol_errors),
+            refused_connections: r(|s| &s.refused_connections),
+            connect_failures: r(|s| &s.connect_failures),
+            send_failed_msgs: r(|s| &s.send_failed_msgs),
+            accepted_connections: r(|s| &s.accepted_connections),
+            msgs_acked: r(|s| &s.msgs_acked),
+            msgs_resent: r(|s| &s.msgs_resent),
+            duplicates_dropped: r(|s| &s.duplicates),
+            reconnects: r(|s| &s.reconnects),
         }
     }
 
@@ -571,14 +604,9 @@ impl Context {
         if let Some(t) = files {
             t.stop();
         }
-        let _ = self.link.commands.send(Command::Shutdown);
-        self.link.shared.wake();
-        let handle = self
-            .reactor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = handle {
+        let _ = self.link.router.route(Command::Shutdown);
+        let handles = std::mem::take(&mut *self.reactors.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in handles {
             let _ = h.join();
         }
         let mut st = self.state();

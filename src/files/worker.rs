@@ -12,7 +12,7 @@ use super::index::{Entry, Index};
 use super::serve::{self, Hint};
 use super::wire::{self, Request, WireError};
 use super::{FilesMsg, FilesStats, Key, FILES_ACCT, FILES_BIT, GRANULE, SERVICE};
-use crate::bridge::{Account, Command, Dest, Event, Outgoing, Shared};
+use crate::bridge::{Account, Command, Dest, Event, Outgoing, Router};
 use crate::codes::*;
 use crate::proto::endpoint::CALL_BIT;
 use crate::proto::rpc;
@@ -52,8 +52,7 @@ pub struct Settings {
 /// Channels to the rest of the context.
 pub struct Links {
     pub rx: Receiver<FilesMsg>,
-    pub commands: Sender<Command>,
-    pub shared: Arc<Shared>,
+    pub router: Router,
     pub events: Sender<Vec<Event>>,
     pub stats: Arc<FilesStats>,
 }
@@ -111,13 +110,13 @@ struct Worker {
 /// panic makes the context unusable (as one on the reactor thread does):
 /// the host gets an XXNET_EVENT_ERROR and every later call XXNET_E_INTERNAL.
 pub fn run(cfg: Settings, links: Links) {
-    let shared = links.shared.clone();
+    let common = links.router.common.clone();
     let events = links.events.clone();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_inner(cfg, links)));
     if let Err(payload) = outcome {
         let msg = crate::codes::panic_text(&*payload);
         log::error!(target: "xxnet::files", "files thread panicked: {msg}; the context is unusable");
-        shared.failed.store(true, Ordering::SeqCst);
+        common.failed.store(true, Ordering::SeqCst);
         let _ = events.send(vec![Event {
             kind: XXNET_EVENT_ERROR,
             code: XXNET_E_INTERNAL,
@@ -128,7 +127,7 @@ pub fn run(cfg: Settings, links: Links) {
 
 fn run_inner(cfg: Settings, links: Links) {
     let account = Arc::new(Account::default());
-    let _ = links.commands.send(Command::NewAccount {
+    let _ = links.router.route(Command::NewAccount {
         id: FILES_ACCT,
         account: account.clone(),
         dest: Dest::Addr(SocketAddr::from(([0, 0, 0, 0], 0))),
@@ -370,9 +369,8 @@ impl Worker {
         }
         if !self.out_cmds.is_empty() {
             for c in self.out_cmds.drain(..) {
-                let _ = self.links.commands.send(c);
+                let _ = self.links.router.route(c);
             }
-            self.links.shared.wake();
         }
     }
 

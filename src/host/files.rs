@@ -137,8 +137,7 @@ impl Context {
         let settings: Settings = self.files_settings.clone();
         let links = Links {
             rx,
-            commands: self.link.commands.clone(),
-            shared: self.link.shared.clone(),
+            router: self.link.router.clone(),
             events: self.link.events_tx.clone(),
             stats: st.dl.stats.clone(),
         };

@@ -265,6 +265,12 @@ pub struct Endpoint {
     next_nonce: u64,
     next_serial: u64,
     next_conn: u64,
+    /// Conn ids advance by this (the number of reactors; see `set_conn_ids`).
+    conn_step: u64,
+    /// Instances of ended sessions of nodes that listen nowhere (`take_gone_instances`).
+    gone_instances: Vec<u64>,
+    /// Nodes this endpoint reached as connector: (instance, announced listen address).
+    learned: Vec<(u64, Option<SocketAddr>)>,
     listeners: Vec<SocketAddr>,
     links: Slab<Link>,
     peers: Slab<Peer>,
@@ -308,6 +314,9 @@ impl Endpoint {
             next_nonce: 1,
             next_serial: 1,
             next_conn: 1,
+            conn_step: 1,
+            gone_instances: Vec::new(),
+            learned: Vec::new(),
             listeners: Vec::new(),
             links: Slab::new(),
             peers: Slab::new(),
@@ -697,6 +706,34 @@ impl Endpoint {
 
     // ----- host commands ---------------------------------------------------
 
+    /// With `step` reactors, this one hands out the conn ids `first`,
+    /// `first + step`, ... (so conn `c` lives on reactor `c % step`). Call
+    /// before any session exists.
+    pub fn set_conn_ids(&mut self, first: u64, step: u64) {
+        debug_assert!(self.peers.is_empty() && step > 0 && first > 0);
+        self.next_conn = first;
+        self.conn_step = step.max(1);
+    }
+
+    /// Moves out the nodes reached as connector since the last call: their
+    /// instance and announced listen address (which may differ from the
+    /// address dialled, behind a proxy). With several reactors they are bound
+    /// to this one, so the node's own connections to us are handed here.
+    pub fn take_learned(&mut self, into: &mut Vec<(u64, Option<SocketAddr>)>) {
+        into.append(&mut self.learned);
+    }
+
+    /// This context's instance id (the same on every reactor).
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// Moves out the instance ids of nodes without a listen address whose
+    /// session ended since the last call.
+    pub fn take_gone_instances(&mut self, into: &mut Vec<u64>) {
+        into.append(&mut self.gone_instances);
+    }
+
     /// Registers a listening address (for the announced address).
     pub fn add_listener(&mut self, addr: SocketAddr) {
         self.listeners.push(addr);
@@ -713,7 +750,7 @@ impl Endpoint {
 
     fn new_peer(&mut self, shown: SocketAddr, key: Option<SocketAddr>, now: Instant) -> usize {
         let id = self.next_conn;
-        self.next_conn += 1;
+        self.next_conn += self.conn_step;
         let send_id = self.new_send_id();
         let pid = self.peers.insert(Peer {
             id,
@@ -979,6 +1016,29 @@ impl Endpoint {
         self.list_flush(link);
     }
 
+    /// Counts an accepted connection refused because the context is at
+    /// `max_connections` (or shutting down) and returns the HELLO_ACK (Busy)
+    /// to write before closing it. Reactor 0 calls it directly when several
+    /// reactors together hold `max_connections`.
+    /// (The connection is counted as accepted by `accept` / `count_accepted`.)
+    pub fn refuse_busy(&mut self, remote: SocketAddr, local: SocketAddr) -> Bytes {
+        self.counters.refused += 1;
+        log::warn!(target: "xxnet::endpoint", "refusing {remote}: max_connections ({}) reached", self.cfg.max_connections);
+        let ack = HelloAck {
+            status: AckStatus::Busy,
+            instance: self.instance,
+            abandoned_nonce: 0,
+            listen: self.announced(Some(local.ip())),
+            sync: SessionSync::default(),
+            name: None,
+            proof: None,
+        };
+        let mut b = BytesMut::with_capacity(96);
+        b.extend_from_slice(&Preface::BYTES);
+        ack.encode(&mut b);
+        b.freeze()
+    }
+
     /// A connection was accepted. Returns the new link, or the bytes of a
     /// refusal to write before closing (max_connections reached).
     pub fn accept(
@@ -988,22 +1048,24 @@ impl Endpoint {
         now: Instant,
     ) -> Result<usize, Bytes> {
         self.counters.accepted += 1;
+        self.take_accepted(remote, local, now)
+    }
+
+    /// Counts a connection reactor 0 accepted and holds until its HELLO
+    /// names the node (several reactors); the owner then calls `take_accepted`.
+    pub fn count_accepted(&mut self) {
+        self.counters.accepted += 1;
+    }
+
+    /// Like `accept`, for a connection already counted by `count_accepted`.
+    pub fn take_accepted(
+        &mut self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Result<usize, Bytes> {
         if self.links.len() >= self.cfg.max_connections || self.shutting_down {
-            self.counters.refused += 1;
-            log::warn!(target: "xxnet::endpoint", "refusing {remote}: max_connections ({}) reached", self.cfg.max_connections);
-            let ack = HelloAck {
-                status: AckStatus::Busy,
-                instance: self.instance,
-                abandoned_nonce: 0,
-                listen: self.announced(Some(local.ip())),
-                sync: SessionSync::default(),
-                name: None,
-                proof: None,
-            };
-            let mut b = BytesMut::with_capacity(96);
-            b.extend_from_slice(&Preface::BYTES);
-            ack.encode(&mut b);
-            return Err(b.freeze());
+            return Err(self.refuse_busy(remote, local));
         }
         let link = self.add_link(remote, false, now);
         let l = &mut self.links[link];
@@ -1457,6 +1519,9 @@ impl Endpoint {
                     self.add_key(pid, listen);
                     self.peers[pid].shown = listen;
                 }
+                if ack.instance != self.instance {
+                    self.learned.push((ack.instance, ack.listen));
+                }
                 let name = ack.name.as_deref();
                 self.establish(link, pid, ack.instance, &ack.sync, 0, true, None, name, now);
                 Ok(())
@@ -1523,7 +1588,7 @@ impl Endpoint {
                 self.snapshots.push((id, None));
                 self.by_conn.remove(&id);
                 let new_id = self.next_conn;
-                self.next_conn += 1;
+                self.next_conn += self.conn_step;
                 let p = &mut self.peers[pid];
                 p.id = new_id;
                 p.announced = false;
@@ -2027,6 +2092,7 @@ impl Endpoint {
         }
         if self.by_instance.get(&p.instance) == Some(&pid) {
             self.by_instance.remove(&p.instance);
+            self.gone_instances.push(p.instance);
         }
         self.by_conn.remove(&p.id);
         if self.last_dest.is_some_and(|(_, d)| d == pid) {

@@ -31,6 +31,52 @@ pub struct Hello {
     pub challenge: Option<Challenge>,
 }
 
+/// What the first bytes of an accepted connection say about the node behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelloPeek {
+    /// The preface and the HELLO are not complete yet.
+    More,
+    /// A well-formed preface and HELLO from this instance, announcing this listen address.
+    Found {
+        instance: u64,
+        listen: Option<SocketAddr>,
+    },
+    /// Anything else (a protocol error the endpoint will report).
+    Other,
+}
+
+/// Looks at the bytes an accepted connection sent so far without consuming
+/// them: with several reactors, reactor 0 reads until the HELLO names the
+/// node, then hands the socket to the reactor that owns that node.
+pub fn peek_hello(buf: &[u8]) -> HelloPeek {
+    use super::Preface;
+    let n = buf.len().min(Preface::LEN);
+    if buf[..n] != Preface::BYTES[..n] {
+        return HelloPeek::Other;
+    }
+    let rest = &buf[n..];
+    if n < Preface::LEN || rest.len() < FrameHeader::LEN {
+        return HelloPeek::More;
+    }
+    let mut raw = [0u8; FrameHeader::LEN];
+    raw.copy_from_slice(&rest[..FrameHeader::LEN]);
+    let header = match FrameHeader::parse(&raw) {
+        Ok(h) if h.kind == FrameType::Hello => h,
+        _ => return HelloPeek::Other,
+    };
+    let body_len = header.body_len as usize;
+    let Some(body) = rest[FrameHeader::LEN..].get(..body_len) else {
+        return HelloPeek::More;
+    };
+    match Hello::decode(body) {
+        Ok(h) => HelloPeek::Found {
+            instance: h.instance,
+            listen: h.listen,
+        },
+        Err(_) => HelloPeek::Other,
+    }
+}
+
 /// HELLO_ACK status.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

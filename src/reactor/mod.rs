@@ -6,6 +6,13 @@
 //! the whole command queue, run due deadlines, carry out the endpoint's
 //! socket actions, write every link with data, and hand the turn's events to
 //! the host in one batch.
+//!
+//! A context may run several reactors (`io_threads`, seed 003): each owns
+//! the sessions with `conn % N == index` and their sockets for their whole
+//! life, so reads and writes need no lock. Reactor 0 also owns the
+//! listeners: it reads an accepted connection until its HELLO names the
+//! node, then hands the socket (and the bytes read) to the reactor that owns
+//! that node ([`crate::bridge::Routes`]).
 
 mod sock;
 
@@ -28,8 +35,13 @@ pub const WAKER: Token = Token(0);
 const LISTENER_BASE: usize = 1;
 const MAX_LISTENERS: usize = 1 << 16;
 const CONN_BASE: usize = LISTENER_BASE + MAX_LISTENERS;
+/// Tokens of accepted sockets whose HELLO reactor 0 is waiting for (several reactors).
+const PENDING_BASE: usize = 1 << 39;
 /// Tokens of sockets being closed gracefully (their link id may be reused).
 const CLOSING_BASE: usize = 1 << 40;
+/// Bytes reactor 0 reads from an accepted connection before handing it over
+/// unnamed (a HELLO is far smaller; the owning endpoint reports the error).
+const PEEK_LIMIT: usize = 4096;
 /// Longest a graceful close may take before the socket is dropped.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
@@ -52,16 +64,16 @@ pub fn new_poll() -> std::io::Result<(Poll, Waker)> {
 /// Runs the reactor until shutdown. A panic is caught here: the context is
 /// marked failed, every socket is closed (dropped while unwinding), and the
 /// host receives an `XXNET_EVENT_ERROR`.
-pub fn run(poll: Poll, link: ReactorLink, cfg: Config) {
+pub fn run(poll: Poll, link: ReactorLink, cfg: Config, instance: u64) {
     let shared = link.shared.clone();
     let events = link.events.clone();
     let outcome = catch_unwind(AssertUnwindSafe(move || {
-        Reactor::new(poll, link, cfg).run()
+        Reactor::new(poll, link, cfg, instance).run()
     }));
     if let Err(payload) = outcome {
         let msg = crate::codes::panic_text(&*payload);
         log::error!(target: "xxnet::reactor", "reactor thread panicked: {msg}; the context is unusable");
-        shared.failed.store(true, Ordering::SeqCst);
+        shared.common.failed.store(true, Ordering::SeqCst);
         let _ = events.send(vec![Event {
             kind: XXNET_EVENT_ERROR,
             code: XXNET_E_INTERNAL,
@@ -70,7 +82,8 @@ pub fn run(poll: Poll, link: ReactorLink, cfg: Config) {
     }
 }
 
-fn random_u64() -> u64 {
+/// A random 64-bit value (the context's instance id, endpoint seeds).
+pub fn random_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()
@@ -141,13 +154,30 @@ struct Reactor {
     closing: slab::Slab<(Sock, bytes::Bytes, Instant)>,
     /// The files thread, once started: file requests and the results of its calls go there.
     files: Option<crossbeam_channel::Sender<crate::files::FilesMsg>>,
+    /// Reactors of the context.
+    reactors: usize,
+    /// Reactor 0 with several reactors: accepted sockets waiting for their HELLO.
+    pending: slab::Slab<Pending>,
+    gone_instances: Vec<u64>,
+    learned: Vec<(u64, Option<std::net::SocketAddr>)>,
+}
+
+/// An accepted socket reactor 0 reads until its HELLO names the node.
+struct Pending {
+    stream: TcpStream,
+    read: bytes::BytesMut,
+    remote: std::net::SocketAddr,
+    local: std::net::SocketAddr,
+    deadline: Instant,
 }
 
 impl Reactor {
-    fn new(poll: Poll, link: ReactorLink, cfg: Config) -> Reactor {
-        let mut ep = Endpoint::new(cfg.clone(), random_u64(), random_u64());
+    fn new(poll: Poll, link: ReactorLink, cfg: Config, instance: u64) -> Reactor {
+        let mut ep = Endpoint::new(cfg.clone(), instance, random_u64());
         // Authentication challenges must be unguessable: key them from the OS.
         ep.seed_challenges(os_random_key());
+        let reactors = link.router.count();
+        ep.set_conn_ids((reactors + link.index) as u64, reactors as u64);
         Reactor {
             poll,
             link,
@@ -166,6 +196,10 @@ impl Reactor {
             events_bytes: 0,
             closing: slab::Slab::new(),
             files: None,
+            reactors,
+            pending: slab::Slab::new(),
+            gone_instances: Vec::new(),
+            learned: Vec::new(),
         }
     }
 
@@ -186,6 +220,8 @@ impl Reactor {
                     continue;
                 } else if t >= CLOSING_BASE {
                     self.progress_close(t - CLOSING_BASE);
+                } else if t >= PENDING_BASE {
+                    self.progress_pending(t - PENDING_BASE, now);
                 } else if t < CONN_BASE {
                     self.accept(t - LISTENER_BASE, now);
                 } else {
@@ -214,6 +250,7 @@ impl Reactor {
             self.write_all(now);
             self.publish();
             self.expire_closing(Instant::now());
+            self.expire_pending(Instant::now());
         }
     }
 
@@ -221,7 +258,12 @@ impl Reactor {
         if !self.read_again.is_empty() || !self.write_again.is_empty() {
             return Some(Duration::ZERO);
         }
-        let closing = self.closing.iter().map(|(_, (_, _, at))| *at).min();
+        let closing = self
+            .closing
+            .iter()
+            .map(|(_, (_, _, at))| *at)
+            .chain(self.pending.iter().map(|(_, p)| p.deadline))
+            .min();
         let at = match (self.ep.next_timeout(), closing) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -342,6 +384,10 @@ impl Reactor {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(remote);
+                    if self.reactors > 1 {
+                        self.hold_accepted(stream, remote, local, now);
+                        continue;
+                    }
                     // A Close still pending would otherwise hit the socket
                     // installed under a reused link id.
                     self.do_actions(now);
@@ -360,6 +406,167 @@ impl Reactor {
                     log::warn!(target: "xxnet::reactor", "accept failed: {e}");
                     return;
                 }
+            }
+        }
+    }
+
+    // ----- handing accepted sockets over (several reactors) -------------------
+
+    /// Reactor 0 keeps an accepted socket until its HELLO names the node.
+    fn hold_accepted(
+        &mut self,
+        mut stream: TcpStream,
+        remote: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+        now: Instant,
+    ) {
+        // max_connections counts every reactor's links (as of their last turn)
+        // and the sockets held here.
+        let open: u64 = self
+            .link
+            .router
+            .all()
+            .map(|s| s.stats.open_connections.load(Ordering::Relaxed))
+            .sum();
+        self.ep.count_accepted();
+        if open as usize + self.pending.len() >= self.cfg.max_connections {
+            let refusal = self.ep.refuse_busy(remote, local);
+            let mut s = Sock::new(stream, false);
+            s.write_last(&refusal);
+            return;
+        }
+        let entry = self.pending.vacant_entry();
+        let token = Token(PENDING_BASE + entry.key());
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+            .is_err()
+        {
+            return;
+        }
+        entry.insert(Pending {
+            stream,
+            read: bytes::BytesMut::new(),
+            remote,
+            local,
+            deadline: now + Duration::from_millis(self.cfg.handshake_timeout_ms),
+        });
+    }
+
+    /// Reads what a held socket sent; hands it over once its HELLO is in (or
+    /// it sent something else, or closed: the owning endpoint reports that).
+    fn progress_pending(&mut self, key: usize, now: Instant) {
+        use crate::proto::handshake::{peek_hello, HelloPeek};
+        use std::io::Read;
+        let Some(p) = self.pending.get_mut(key) else {
+            return;
+        };
+        let mut chunk = [0u8; 1024];
+        let mut eof = false;
+        loop {
+            match p.stream.read(&mut chunk) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    p.read.extend_from_slice(&chunk[..n]);
+                    if p.read.len() >= PEEK_LIMIT {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    let mut p = self.pending.remove(key);
+                    let _ = self.poll.registry().deregister(&mut p.stream);
+                    return;
+                }
+            }
+        }
+        let n = self.reactors;
+        let owner = match peek_hello(&p.read) {
+            HelloPeek::More if !eof && p.read.len() < PEEK_LIMIT => return,
+            HelloPeek::Found { instance, listen } => {
+                // A context dialling its own listen address is served like a client.
+                let listen = listen.filter(|_| instance != self.ep.instance());
+                self.link
+                    .router
+                    .common
+                    .routes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .for_hello(instance, listen, n)
+            }
+            _ => self
+                .link
+                .router
+                .common
+                .routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pick(n),
+        };
+        let mut p = self.pending.remove(key);
+        let _ = self.poll.registry().deregister(&mut p.stream);
+        if owner == self.link.index {
+            self.adopt(p.stream, p.read, p.remote, p.local, now);
+        } else {
+            let _ = self.link.router.send_to(
+                owner,
+                Command::Adopt {
+                    stream: p.stream,
+                    read: p.read,
+                    remote: p.remote,
+                    local: p.local,
+                },
+            );
+        }
+    }
+
+    /// Held sockets that sent no HELLO within the handshake timeout are closed.
+    fn expire_pending(&mut self, now: Instant) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let due: Vec<usize> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(k, _)| k)
+            .collect();
+        for key in due {
+            let mut p = self.pending.remove(key);
+            log::debug!(target: "xxnet::reactor", "{}: no HELLO within the handshake timeout", p.remote);
+            let _ = self.poll.registry().deregister(&mut p.stream);
+        }
+    }
+
+    /// Takes over an accepted connection (from reactor 0): the endpoint
+    /// accepts it and processes the bytes already read.
+    fn adopt(
+        &mut self,
+        stream: TcpStream,
+        read: bytes::BytesMut,
+        remote: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+        now: Instant,
+    ) {
+        self.do_actions(now);
+        match self.ep.take_accepted(remote, local, now) {
+            Ok(link) => {
+                self.install(link, stream, false);
+                if let Some((buf, _)) = self.ep.read_buf(link) {
+                    buf.extend_from_slice(&read);
+                }
+                self.ep.on_read(link, now);
+                self.do_actions(now);
+                self.read(link, now);
+            }
+            Err(refusal) => {
+                let mut s = Sock::new(stream, false);
+                s.write_last(&refusal);
             }
         }
     }
@@ -401,7 +608,7 @@ impl Reactor {
 
     /// Received bytes the host holds, plus this turn's not yet published, exceed `limit`.
     fn recv_over(&self, limit: usize) -> bool {
-        self.link.shared.recv_queued.load(Ordering::SeqCst)
+        self.link.shared.common.recv_queued.load(Ordering::SeqCst)
             + self.events_bytes
             + self.ep.event_bytes()
             > limit
@@ -566,6 +773,13 @@ impl Reactor {
                     self.listeners.push(listener);
                     self.ep.add_listener(addr);
                 }
+                Command::Listening { addr } => self.ep.add_listener(addr),
+                Command::Adopt {
+                    stream,
+                    read,
+                    remote,
+                    local,
+                } => self.adopt(stream, read, remote, local, now),
                 Command::Close { conn } => self.ep.close_conn(conn, now),
                 Command::Service { name, serve } => self.ep.set_service(&name, serve),
                 Command::EndPeer { addr, code } => self.ep.end_peer(addr, code),
@@ -667,7 +881,11 @@ impl Reactor {
             let mut table = None;
             self.ep.take_snapshots(|conn, snap| {
                 let t = table.get_or_insert_with(|| {
-                    shared.sessions.lock().unwrap_or_else(|p| p.into_inner())
+                    shared
+                        .common
+                        .sessions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
                 });
                 match snap {
                     Some(s) => {
@@ -681,6 +899,26 @@ impl Reactor {
                     }
                 }
             });
+        }
+        self.ep.take_gone_instances(&mut self.gone_instances);
+        self.ep.take_learned(&mut self.learned);
+        if self.reactors > 1 && !(self.gone_instances.is_empty() && self.learned.is_empty()) {
+            let mut routes = shared
+                .common
+                .routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (_, listen) in self.learned.drain(..) {
+                if let Some(addr) = listen {
+                    routes.learned(addr, self.link.index);
+                }
+            }
+            for i in self.gone_instances.drain(..) {
+                routes.instance_gone(i, self.link.index);
+            }
+        } else {
+            self.gone_instances.clear();
+            self.learned.clear();
         }
         let c = self.ep.counters();
         let s = &shared.stats;
@@ -708,6 +946,7 @@ impl Reactor {
         // stats sees counters at least as new as the event.
         if !self.events.is_empty() {
             shared
+                .common
                 .recv_queued
                 .fetch_add(self.events_bytes, Ordering::SeqCst);
             self.events_bytes = 0;

@@ -148,11 +148,24 @@ pub fn dump_log(log: &[Ev]) -> String {
     s
 }
 
-/// The default configuration, as the C ABI fills it.
+/// The default configuration, as the C ABI fills it, except that
+/// `XXNET_TEST_IO_THREADS=N` in the environment sets `io_threads` (the test
+/// script runs the integration tests again with several reactors).
 pub fn default_config() -> xxnet_config {
     let mut cfg = std::mem::MaybeUninit::<xxnet_config>::uninit();
     xxnet_config_default(cfg.as_mut_ptr());
-    unsafe { cfg.assume_init() }
+    let mut cfg = unsafe { cfg.assume_init() };
+    if let Some(n) = test_io_threads() {
+        cfg.io_threads = n;
+    }
+    cfg
+}
+
+/// `XXNET_TEST_IO_THREADS`, if set to a number.
+pub fn test_io_threads() -> Option<u32> {
+    std::env::var("XXNET_TEST_IO_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
 }
 
 /// One context, owned. Drop frees it. Use from one thread at a time.
