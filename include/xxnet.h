@@ -1088,6 +1088,14 @@ uint32_t xxnet_abi_version(void);
 int xxnet_stats(struct xxnet_ctx *ctx, struct xxnet_stats *out);
 
 /**
+ * Copies the counters of reactor `index` alone into `*out` (0 ≤ index < the
+ * config's `io_threads`): with several reactors, shows how sessions and
+ * traffic are spread (`open_connections`, `msgs_in`, ...). xxnet_stats
+ * gives their sums. XXNET_E_INVALID_ARG for an index past the last reactor.
+ */
+int xxnet_reactor_stats(struct xxnet_ctx *ctx, uint32_t index, struct xxnet_stats *out);
+
+/**
  * Registers `handler` for events of `kind` (an XXNET_EVENT_* value; e.g.
  * CONNECTED and DISCONNECTED are Paguma's OnConnStart/OnConnStop hooks).
  * NULL removes it. For MESSAGE events, routes (xxnet_route) and the default

@@ -117,6 +117,7 @@ return {
     "xxnet_version",
     "xxnet_abi_version",
     "xxnet_stats",
+    "xxnet_reactor_stats",
     "xxnet_on",
     "xxnet_route",
     "xxnet_route_default",
@@ -425,6 +426,8 @@ const char *xxnet_version(void);
 uint32_t xxnet_abi_version(void);
 
 int xxnet_stats(struct xxnet_ctx *ctx, struct xxnet_stats *out);
+
+int xxnet_reactor_stats(struct xxnet_ctx *ctx, uint32_t index, struct xxnet_stats *out);
 
 int xxnet_on(struct xxnet_ctx *ctx, uint32_t kind, xxnet_handler handler, void *user);
 

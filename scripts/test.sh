@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of xxnet:
 #   1. cargo build --release, cargo test --release --no-fail-fast (all Rust tests)
-#   2. CMake Release build (build/) and ctest: C++ tests, the C11 header check, the demo
+#      then the integration tests again with XXNET_TEST_IO_THREADS=2 (two reactors per context)
+#   2. CMake Release build (build/) and ctest: C++ tests, the C11 header check, the demo;
+#      then ctest again with XXNET_TEST_IO_THREADS=2
 #   3. CMake Debug build with ASan+UBSan (build-debug/) and ctest again
 # Installs cmake, g++, make, pkg-config and libgtest-dev first if missing.
 # Keeps going after a failing stage so every runner's summary is printed, then
@@ -87,7 +89,19 @@ if stage cargo-build cargo build --release; then
   stage cargo-test cargo test --release --no-fail-fast || rc=$?
   count_cargo cargo-test "$rc"
 
+  # The integration tests again with two reactors per context (io_threads):
+  # every behaviour must hold whichever reactor owns a session.
+  rc=0
+  stage cargo-test-io2 env XXNET_TEST_IO_THREADS=2 cargo test --release --no-fail-fast --test 'it_*' || rc=$?
+  count_cargo cargo-test-io2 "$rc"
+
   cmake_suite build Release release
+  if [ -d build ]; then
+    rc=0
+    stage ctest-release-io2 env XXNET_TEST_IO_THREADS=2 ctest --test-dir build --output-on-failure \
+      --no-tests=error --timeout "$CTEST_TIMEOUT" -j "$XXNET_JOBS" || rc=$?
+    count_ctest ctest-release-io2 "$rc"
+  fi
   if [ "${XXNET_SKIP_DEBUG:-0}" != "1" ]; then
     # The Rust library is still cargo's release build; only the C/C++ code is
     # instrumented (executables linked with -fsanitize=address,undefined).

@@ -56,6 +56,28 @@ pub struct Stats {
     pub reconnects: u64,
 }
 
+impl Stats {
+    /// Adds `o` field by field.
+    fn add(&mut self, o: &Stats) {
+        self.open_connections += o.open_connections;
+        self.msgs_in += o.msgs_in;
+        self.msgs_out += o.msgs_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.queued_bytes += o.queued_bytes;
+        self.queued_msgs += o.queued_msgs;
+        self.protocol_errors += o.protocol_errors;
+        self.refused_connections += o.refused_connections;
+        self.connect_failures += o.connect_failures;
+        self.send_failed_msgs += o.send_failed_msgs;
+        self.accepted_connections += o.accepted_connections;
+        self.msgs_acked += o.msgs_acked;
+        self.msgs_resent += o.msgs_resent;
+        self.duplicates_dropped += o.duplicates_dropped;
+        self.reconnects += o.reconnects;
+    }
+}
+
 /// Parses numeric IPv4 or IPv6 text; names are refused (nothing resolves on the host's thread).
 pub fn parse_ip(text: &str) -> Option<IpAddr> {
     text.parse().ok()
@@ -557,33 +579,39 @@ impl Context {
         }
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters: the sums over every reactor.
     pub fn stats(&self) -> Stats {
-        // Every reactor publishes its own counters; the context's are their sums.
-        let r = |f: fn(&bridge::SharedStats) -> &std::sync::atomic::AtomicU64| -> u64 {
-            self.link
-                .router
-                .all()
-                .map(|sh| f(&sh.stats).load(Ordering::Relaxed))
-                .sum()
-        };
+        let mut sum = Stats::default();
+        for k in 0..self.link.router.count() {
+            sum.add(&Self::read_stats(&self.link.router.shared(k).stats));
+        }
+        sum
+    }
+
+    /// The counters of reactor `k` alone (`None` if there is no such reactor).
+    pub fn reactor_stats(&self, k: usize) -> Option<Stats> {
+        (k < self.link.router.count()).then(|| Self::read_stats(&self.link.router.shared(k).stats))
+    }
+
+    fn read_stats(s: &bridge::SharedStats) -> Stats {
+        let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         Stats {
-            open_connections: r(|s| &s.open_connections),
-            msgs_in: r(|s| &s.msgs_in),
-            msgs_out: r(|s| &s.msgs_out),
-            bytes_in: r(|s| &s.bytes_in),
-            bytes_out: r(|s| &s.bytes_out),
-            queued_bytes: r(|s| &s.queued_bytes),
-            queued_msgs: r(|s| &s.queued_msgs),
-            protocol_errors: r(|s| &s.protocol_errors),
-            refused_connections: r(|s| &s.refused_connections),
-            connect_failures: r(|s| &s.connect_failures),
-            send_failed_msgs: r(|s| &s.send_failed_msgs),
-            accepted_connections: r(|s| &s.accepted_connections),
-            msgs_acked: r(|s| &s.msgs_acked),
-            msgs_resent: r(|s| &s.msgs_resent),
-            duplicates_dropped: r(|s| &s.duplicates),
-            reconnects: r(|s| &s.reconnects),
+            open_connections: r(&s.open_connections),
+            msgs_in: r(&s.msgs_in),
+            msgs_out: r(&s.msgs_out),
+            bytes_in: r(&s.bytes_in),
+            bytes_out: r(&s.bytes_out),
+            queued_bytes: r(&s.queued_bytes),
+            queued_msgs: r(&s.queued_msgs),
+            protocol_errors: r(&s.protocol_errors),
+            refused_connections: r(&s.refused_connections),
+            connect_failures: r(&s.connect_failures),
+            send_failed_msgs: r(&s.send_failed_msgs),
+            accepted_connections: r(&s.accepted_connections),
+            msgs_acked: r(&s.msgs_acked),
+            msgs_resent: r(&s.msgs_resent),
+            duplicates_dropped: r(&s.duplicates),
+            reconnects: r(&s.reconnects),
         }
     }
 

@@ -399,6 +399,28 @@ pub extern "C" fn xxnet_stats(ctx: *mut xxnet_ctx, out: *mut xxnet_stats) -> c_i
     })
 }
 
+/// Copies the counters of reactor `index` alone into `*out` (0 ≤ index < the
+/// config's `io_threads`): with several reactors, shows how sessions and
+/// traffic are spread (`open_connections`, `msgs_in`, ...). xxnet_stats
+/// gives their sums. XXNET_E_INVALID_ARG for an index past the last reactor.
+#[no_mangle]
+pub extern "C" fn xxnet_reactor_stats(
+    ctx: *mut xxnet_ctx,
+    index: u32,
+    out: *mut xxnet_stats,
+) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let out = unsafe { out.as_mut() }.ok_or(XXNET_E_NULL_POINTER)?;
+        let s = ctx
+            .inner
+            .reactor_stats(index as usize)
+            .ok_or(XXNET_E_INVALID_ARG)?;
+        *out = s.into();
+        Ok(())
+    })
+}
+
 /// Test hook for Rust tests: access the safe context behind a pointer.
 #[doc(hidden)]
 pub fn context_of<'a>(ctx: *mut xxnet_ctx) -> Option<&'a Context> {
