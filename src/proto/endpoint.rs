@@ -622,6 +622,20 @@ impl Endpoint {
                     return;
                 }
                 let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+                if now >= l.last_send + idle / 3 {
+                    // Quiet for a third of the idle timeout: give back the
+                    // memory a past burst left in the buffers.
+                    let pid = l.peer;
+                    let l = &mut self.links[link];
+                    l.wbuf.release_if_empty();
+                    if l.rbuf.is_empty() {
+                        l.rbuf = BytesMut::new();
+                    }
+                    if let Some(p) = pid.and_then(|p| self.peers.get_mut(p)) {
+                        p.session.out.release_idle();
+                    }
+                }
+                let l = &self.links[link];
                 if l.read_paused {
                     // We are not reading: the peer may well be talking. Our
                     // PINGs below still go out, so the peer hears from us.
@@ -1087,7 +1101,16 @@ impl Endpoint {
             };
             let frame = match l.decoder.decode(&mut l.rbuf) {
                 Ok(Some(f)) => f,
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    if l.rbuf.is_empty() {
+                        // Hold no memory between frames: an empty slice of a
+                        // shared read chunk still pins the chunk, and an
+                        // idle link needs no buffer (the reactor reads into
+                        // a shared chunk while this is empty).
+                        l.rbuf = BytesMut::new();
+                    }
+                    return Ok(());
+                }
                 Err(e) => return Err(self.protocol_error(link, e)),
             };
             let state = l.state;
