@@ -318,7 +318,7 @@ pub(crate) fn poll_into(ctx: &xxnet_ctx, out: &mut [xxnet_event], timeout_ms: i3
     };
     let mut ip_cache = None;
     ctx.inner.poll(out.len(), timeout, |i, ev| {
-        out[i] = xxnet_event::from_event(ev, &mut ip_cache);
+        out[i].set_from(ev, &mut ip_cache);
     })
 }
 
