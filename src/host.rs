@@ -399,15 +399,18 @@ impl Context {
         if max == 0 {
             return 0;
         }
+        // A batch that arrives while nothing is pending is handed out from
+        // its own vector (admitted in place, no copy through `pending`).
+        let mut direct: Option<Vec<Event>> = None;
         loop {
             Self::fire_timers(&mut st, Instant::now());
             while let Ok(batch) = self.link.events.try_recv() {
-                st.pending.extend(batch);
-                if st.pending.len() >= max {
+                Self::take_batch(&mut st, &mut direct, batch);
+                if st.pending.len() + direct.as_ref().map_or(0, Vec::len) >= max {
                     break;
                 }
             }
-            if !st.pending.is_empty() || st.shut_down {
+            if !st.pending.is_empty() || direct.is_some() || st.shut_down {
                 break;
             }
             // Wait without holding the lock, until an event batch, the next
@@ -426,7 +429,7 @@ impl Context {
             };
             st = self.state();
             match got {
-                Some(batch) => st.pending.extend(batch),
+                Some(batch) => Self::take_batch(&mut st, &mut direct, batch),
                 None if deadline.is_some_and(|d| Instant::now() >= d) => {
                     Self::fire_timers(&mut st, Instant::now());
                     break;
@@ -435,6 +438,16 @@ impl Context {
             }
         }
         let mut lent = std::mem::take(&mut st.lent);
+        if let Some(mut batch) = direct {
+            // Events after the first `max` wait in front of the later ones.
+            if batch.len() > max {
+                for ev in batch.drain(max..).rev() {
+                    st.pending.push_front(ev);
+                }
+            }
+            batch.retain_mut(|ev| Self::admit(&mut st, ev));
+            lent = batch;
+        }
         while lent.len() < max {
             let Some(mut ev) = st.pending.pop_front() else {
                 break;
@@ -455,6 +468,16 @@ impl Context {
             let _ = self.submit(Command::Send(m));
         }
         n
+    }
+
+    /// Queues a batch from the reactor behind what is pending: kept whole in
+    /// `direct` when nothing is pending yet, else appended to `pending`.
+    fn take_batch(st: &mut HostState, direct: &mut Option<Vec<Event>>, batch: Vec<Event>) {
+        if direct.is_none() && st.pending.is_empty() {
+            *direct = Some(batch);
+        } else {
+            st.pending.extend(batch);
+        }
     }
 
     /// Host-side bookkeeping of an event about to be handed out; false drops it.

@@ -316,10 +316,21 @@ pub(crate) fn poll_into(ctx: &xxnet_ctx, out: &mut [xxnet_event], timeout_ms: i3
         t if t < 0 => None,
         t => Some(Duration::from_millis(t as u64)),
     };
-    let mut ip_cache = None;
-    ctx.inner.poll(out.len(), timeout, |i, ev| {
-        out[i] = xxnet_event::from_event(ev, &mut ip_cache);
-    })
+    // The last peer address formatted on this thread, kept across polls: a
+    // poll that returns one message (request/response traffic) would
+    // otherwise format the same address again every time (~1 100
+    // instructions through `fmt`).
+    let mut ip_cache = PEER_IP_TEXT.take();
+    let n = ctx.inner.poll(out.len(), timeout, |i, ev| {
+        out[i].set_from(ev, &mut ip_cache);
+    });
+    PEER_IP_TEXT.set(ip_cache);
+    n
+}
+
+thread_local! {
+    static PEER_IP_TEXT: std::cell::Cell<Option<(std::net::IpAddr, [std::os::raw::c_char; 48])>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// Starts a main-thread timer: it fires as an XXNET_EVENT_TIMER event (`id` =

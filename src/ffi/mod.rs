@@ -58,6 +58,24 @@ pub(crate) fn guard_code(f: impl FnOnce() -> Result<(), c_int>) -> c_int {
     })
 }
 
+/// The last address text `read_ip` parsed on this thread and its value: a
+/// host sending by address repeats the same few strings, and parsing one
+/// costs about 300 instructions a send.
+struct IpMemo {
+    len: usize,
+    text: [u8; IpMemo::MAX],
+    ip: std::net::IpAddr,
+}
+
+impl IpMemo {
+    /// Longest text remembered (the longest IPv6 text is 45 bytes).
+    const MAX: usize = 47;
+}
+
+thread_local! {
+    static IP_MEMO: std::cell::RefCell<Option<IpMemo>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Reads a NUL-terminated numeric IP address.
 ///
 /// # Safety
@@ -66,14 +84,29 @@ pub(crate) unsafe fn read_ip(ip: *const c_char) -> Result<std::net::IpAddr, c_in
     if ip.is_null() {
         return Err(XXNET_E_NULL_POINTER);
     }
-    let text = CStr::from_ptr(ip)
-        .to_str()
-        .map_err(|_| XXNET_E_INVALID_ARG)?;
-    crate::host::parse_ip(text).ok_or(XXNET_E_INVALID_ARG)
+    let bytes = CStr::from_ptr(ip).to_bytes();
+    let hit = IP_MEMO.with_borrow(|m| {
+        m.as_ref()
+            .filter(|m| &m.text[..m.len] == bytes)
+            .map(|m| m.ip)
+    });
+    if let Some(ip) = hit {
+        return Ok(ip);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| XXNET_E_INVALID_ARG)?;
+    let ip = crate::host::parse_ip(text).ok_or(XXNET_E_INVALID_ARG)?;
+    if bytes.len() <= IpMemo::MAX {
+        let mut memo = IpMemo {
+            len: bytes.len(),
+            text: [0; IpMemo::MAX],
+            ip,
+        };
+        memo.text[..bytes.len()].copy_from_slice(bytes);
+        IP_MEMO.set(Some(memo));
+    }
+    Ok(ip)
 }
 
-/// Borrows `len` bytes at `data`; NULL is allowed only when `len` is 0.
-///
 /// # Safety
 /// `data` is NULL or valid for `len` bytes.
 pub(crate) unsafe fn read_bytes<'a>(data: *const u8, len: usize) -> Result<&'a [u8], c_int> {

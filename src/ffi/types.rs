@@ -310,44 +310,52 @@ impl xxnet_event {
         service: EMPTY_TEXT.as_ptr(),
     };
 
-    /// Converts an event; `ip_cache` keeps the last formatted address so a
-    /// batch from one peer formats its IP once.
-    pub(crate) fn from_event(
-        ev: &Event,
-        ip_cache: &mut Option<(IpAddr, [c_char; 48])>,
-    ) -> xxnet_event {
-        let mut out = xxnet_event::EMPTY;
-        out.kind = ev.kind;
-        out.code = ev.code;
-        out.conn = ev.conn;
-        out.id = ev.id;
-        out.count = ev.count;
-        out.total = ev.total;
-        out.msg_id = ev.msg_id;
-        out.lane = ev.lane as u32;
-        out.user_data = ev.user_data;
-        if let Some(peer) = ev.peer {
-            out.peer_port = peer.port();
-            match ip_cache {
-                Some((ip, text)) if *ip == peer.ip() => out.peer_ip = *text,
-                _ => {
-                    write_ip(&mut out.peer_ip, peer.ip());
-                    *ip_cache = Some((peer.ip(), out.peer_ip));
+    /// Converts an event in place: every field of `self` is set (the slot
+    /// may hold anything), without building and copying a whole event per
+    /// message. `ip_cache` keeps the last formatted address so a batch from
+    /// one peer formats its IP once.
+    pub(crate) fn set_from(&mut self, ev: &Event, ip_cache: &mut Option<(IpAddr, [c_char; 48])>) {
+        self.kind = ev.kind;
+        self.code = ev.code;
+        self.conn = ev.conn;
+        self.id = ev.id;
+        self.count = ev.count;
+        self.total = ev.total;
+        self.msg_id = ev.msg_id;
+        self.lane = ev.lane as u32;
+        self.user_data = ev.user_data;
+        match ev.peer {
+            Some(peer) => {
+                self.peer_port = peer.port();
+                match ip_cache {
+                    Some((ip, text)) if *ip == peer.ip() => self.peer_ip = *text,
+                    _ => {
+                        write_ip(&mut self.peer_ip, peer.ip());
+                        *ip_cache = Some((peer.ip(), self.peer_ip));
+                    }
                 }
             }
+            None => {
+                self.peer_port = 0;
+                self.peer_ip = [0; 48];
+            }
         }
-        if !ev.data.is_empty() {
-            out.data = ev.data.as_ptr();
-            out.len = ev.data.len();
+        if ev.data.is_empty() {
+            self.data = std::ptr::null();
+            self.len = 0;
+        } else {
+            self.data = ev.data.as_ptr();
+            self.len = ev.data.len();
         }
         // Names are stored NUL-terminated by the producers.
-        if ev.node.last() == Some(&0) {
-            out.node = ev.node.as_ptr() as *const c_char;
-        }
-        if ev.service.last() == Some(&0) {
-            out.service = ev.service.as_ptr() as *const c_char;
-        }
-        out
+        self.node = match ev.node.last() {
+            Some(&0) => ev.node.as_ptr() as *const c_char,
+            _ => EMPTY_TEXT.as_ptr(),
+        };
+        self.service = match ev.service.last() {
+            Some(&0) => ev.service.as_ptr() as *const c_char,
+            _ => EMPTY_TEXT.as_ptr(),
+        };
     }
 }
 

@@ -387,7 +387,10 @@ impl Endpoint {
 
     /// Links that have bytes to write (each listed once until taken).
     pub fn take_flush(&mut self, into: &mut Vec<usize>) {
-        for pid in std::mem::take(&mut self.flush_peers) {
+        // By index, keeping the vectors' allocations (a `take` here cost an
+        // allocation per message when each turn carries one).
+        for i in 0..self.flush_peers.len() {
+            let pid = self.flush_peers[i];
             if let Some(p) = self.peers.get_mut(pid) {
                 p.flush_listed = false;
                 if let Some(l) = p.active {
@@ -395,6 +398,7 @@ impl Endpoint {
                 }
             }
         }
+        self.flush_peers.clear();
         for l in self.flush.drain(..) {
             if let Some(link) = self.links.get_mut(l) {
                 link.flush_listed = false;
@@ -427,7 +431,9 @@ impl Endpoint {
 
     /// Snapshots of sessions that changed, and `(conn, None)` for ended ones.
     pub fn take_snapshots(&mut self, mut f: impl FnMut(u64, Option<PeerSnapshot>)) {
-        for (conn, pid) in std::mem::take(&mut self.snapshots) {
+        // By index, keeping the allocation (see `take_flush`).
+        for i in 0..self.snapshots.len() {
+            let (conn, pid) = self.snapshots[i];
             match pid.and_then(|p| self.peers.get_mut(p).map(|peer| (p, peer))) {
                 Some((p, peer)) if peer.id == conn => {
                     peer.snapshot_dirty = false;
@@ -437,6 +443,7 @@ impl Endpoint {
                 _ => f(conn, None),
             }
         }
+        self.snapshots.clear();
     }
 
     fn snapshot(&self, pid: usize) -> PeerSnapshot {
@@ -587,7 +594,7 @@ impl Endpoint {
     /// spin here.
     pub fn on_timeout(&mut self, now: Instant) {
         self.expire_calls(now);
-        let mut due = Vec::new();
+        let mut due: SmallVec<[(Instant, Timer); 8]> = SmallVec::new();
         while let Some(&Reverse((at, timer))) = self.timers.peek() {
             if at > now {
                 break;
@@ -631,6 +638,20 @@ impl Endpoint {
                     return;
                 }
                 let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+                if now >= l.last_send + idle / 3 {
+                    // Quiet for a third of the idle timeout: give back the
+                    // memory a past burst left in the buffers.
+                    let pid = l.peer;
+                    let l = &mut self.links[link];
+                    l.wbuf.release_if_empty();
+                    if l.rbuf.is_empty() {
+                        l.rbuf = BytesMut::new();
+                    }
+                    if let Some(p) = pid.and_then(|p| self.peers.get_mut(p)) {
+                        p.session.out.release_idle();
+                    }
+                }
+                let l = &self.links[link];
                 if l.read_paused {
                     // We are not reading: the peer may well be talking. Our
                     // PINGs below still go out, so the peer hears from us.
@@ -1149,7 +1170,16 @@ impl Endpoint {
             };
             let frame = match l.decoder.decode(&mut l.rbuf) {
                 Ok(Some(f)) => f,
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    if l.rbuf.is_empty() {
+                        // Hold no memory between frames: an empty slice of a
+                        // shared read chunk still pins the chunk, and an
+                        // idle link needs no buffer (the reactor reads into
+                        // a shared chunk while this is empty).
+                        l.rbuf = BytesMut::new();
+                    }
+                    return Ok(());
+                }
                 Err(e) => return Err(self.protocol_error(link, e)),
             };
             let state = l.state;
@@ -1919,9 +1949,7 @@ impl Endpoint {
             if p.active == Some(link) {
                 // An owed ACK goes out even when data is backed up behind it.
                 if let Some(acked) = p.session.take_ack() {
-                    let mut b = BytesMut::with_capacity(32);
-                    handshake::encode_ack(&acked, &mut b);
-                    l.wbuf.put_slice(&b);
+                    l.wbuf.put_slice(&handshake::ack_frame(&acked));
                 }
             }
         }

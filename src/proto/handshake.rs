@@ -281,11 +281,18 @@ impl SessionSync {
 
 /// Appends an ACK frame: the last delivered sequence number per lane.
 pub fn encode_ack(delivered: &[u32; FrameHeader::LANES], out: &mut BytesMut) {
-    out.reserve(FrameHeader::LEN + 16);
-    out.put_slice(&FrameHeader::control(FrameType::Ack, 16).to_bytes());
-    for d in delivered {
-        out.put_u32_le(*d);
+    out.put_slice(&ack_frame(delivered));
+}
+
+/// An ACK frame (header and body) as bytes, built without allocating.
+pub fn ack_frame(delivered: &[u32; FrameHeader::LANES]) -> [u8; FrameHeader::LEN + 16] {
+    let mut f = [0u8; FrameHeader::LEN + 16];
+    f[..FrameHeader::LEN].copy_from_slice(&FrameHeader::control(FrameType::Ack, 16).to_bytes());
+    for (i, d) in delivered.iter().enumerate() {
+        let at = FrameHeader::LEN + 4 * i;
+        f[at..at + 4].copy_from_slice(&d.to_le_bytes());
     }
+    f
 }
 
 /// Parses an ACK body (trailing bytes ignored).

@@ -167,6 +167,19 @@ impl WriteBuf {
         stats
     }
 
+    /// Gives back the memory of an empty buffer (an idle connection keeps
+    /// none; a busy one would regrow it at once, so call this only when the
+    /// link has been quiet for a while). Returns false if bytes are pending.
+    pub fn release_if_empty(&mut self) -> bool {
+        if self.len != 0 || !self.markers.is_empty() {
+            return false;
+        }
+        self.tail = BytesMut::new();
+        self.chunks = VecDeque::new();
+        self.markers = VecDeque::new();
+        true
+    }
+
     /// Marks that the bytes appended so far complete one message (lane,
     /// msg_id, payload length): it counts as sent once they are all written.
     pub fn end_message(&mut self, lane: u8, msg_id: u32, payload_len: usize) {
@@ -412,6 +425,16 @@ impl Outbound {
             cancelled: false,
             sent_at: None,
         });
+    }
+
+    /// Gives back the queue memory of lanes that hold no message (after a
+    /// burst a lane's queue keeps its peak capacity otherwise).
+    pub fn release_idle(&mut self) {
+        for l in self.lanes.iter_mut() {
+            if l.msgs.is_empty() && l.msgs.capacity() > 0 {
+                l.msgs = VecDeque::new();
+            }
+        }
     }
 
     /// True when nothing waits to be framed (in-flight messages may remain).

@@ -10,6 +10,13 @@ use std::os::fd::AsRawFd;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
 
+thread_local! {
+    /// This thread's shared read chunk (see `Sock::read_into`): reads for
+    /// links without a partial frame land here and leave as slices of it.
+    static READ_CHUNK_SHARED: std::cell::RefCell<BytesMut> =
+        std::cell::RefCell::new(BytesMut::new());
+}
+
 /// What one read call produced.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadOutcome {
@@ -39,9 +46,35 @@ impl Sock {
         }
     }
 
-    /// One `read(2)` of at most `max` bytes into the spare capacity of `buf`
-    /// (reserving at least `need` bytes: the rest of the frame at its front).
+    /// One `read(2)` of at most `max` bytes into `buf`, reserving at least
+    /// `need` bytes (the rest of the frame at its front).
+    ///
+    /// An empty `buf` (the endpoint holds no partial frame for this link,
+    /// which is every idle link) owns no memory: the bytes are read into this
+    /// thread's shared read chunk and handed over as a slice of it, so an
+    /// idle connection costs no read buffer, and many connections share one
+    /// 64 KiB allocation instead of holding one each. A link only gets a
+    /// buffer of its own while a frame is incomplete.
     pub fn read_into(
+        &mut self,
+        buf: &mut BytesMut,
+        need: usize,
+        max: usize,
+    ) -> io::Result<ReadOutcome> {
+        if buf.is_empty() {
+            return READ_CHUNK_SHARED.with(|chunk| {
+                let mut chunk = chunk.borrow_mut();
+                let r = self.read_spare(&mut chunk, need, max);
+                if let Ok(ReadOutcome::Data(_)) = r {
+                    *buf = chunk.split();
+                }
+                r
+            });
+        }
+        self.read_spare(buf, need, max)
+    }
+
+    fn read_spare(
         &mut self,
         buf: &mut BytesMut,
         need: usize,
