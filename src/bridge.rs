@@ -4,7 +4,8 @@
 //! whose conn id `c` has `c % N` equal to its index, for their whole life;
 //! the [`Router`] sends every command to the reactor owning its destination.
 //!
-//! Host → reactor: an unbounded lock-free command channel per reactor plus a `mio::Waker`.
+//! Host → reactor: a command queue per reactor ([`Inbox`]: pushed under a
+//! short lock, swapped out whole by the reactor once per turn) plus a `mio::Waker`.
 //! A wake is issued only when none is pending (`wake_pending`), so a burst of
 //! sends costs one wakeup, and the reactor drains the whole queue per wakeup.
 //! Reactor → host: events travel in batches (`Vec<Event>`, one channel
@@ -20,7 +21,7 @@
 pub use crate::proto::endpoint::{Dest, Outgoing, PeerSnapshot};
 pub use crate::proto::event::Event;
 use crossbeam_channel::{Receiver, Sender};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -105,9 +106,38 @@ pub struct Common {
     /// Received payload bytes handed to the host and not yet released by its next poll.
     pub recv_queued: AtomicUsize,
     /// Latest snapshot of every live session, by conn id.
-    pub sessions: Mutex<HashMap<u64, PeerSnapshot>>,
+    pub sessions: Mutex<crate::proto::idmap::IdMap<u64, PeerSnapshot>>,
     /// Which reactor owns the session of a node (several reactors only).
     pub routes: Mutex<Routes>,
+    /// Event vectors the host is done with, emptied, for the reactors' next
+    /// batches: in a steady stream no batch allocates or regrows.
+    pub spare_batches: Mutex<Vec<Vec<Event>>>,
+}
+
+impl Common {
+    /// Most spare batch vectors kept.
+    const SPARE_BATCHES: usize = 4;
+
+    /// Keeps `v` (emptied) for a later batch.
+    pub fn recycle(&self, mut v: Vec<Event>) {
+        if v.capacity() == 0 {
+            return;
+        }
+        v.clear();
+        let mut spare = self.spare_batches.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < Self::SPARE_BATCHES {
+            spare.push(v);
+        }
+    }
+
+    /// An empty vector for a batch: a recycled one, else a new one with room for `hint`.
+    pub fn batch_vec(&self, hint: usize) -> Vec<Event> {
+        self.spare_batches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(hint))
+    }
 }
 
 /// With several reactors: the reactor owning the session of each node.
@@ -204,10 +234,57 @@ impl Shared {
     }
 }
 
-/// The command queue of one reactor.
+/// The command queue of one reactor: a vector behind a mutex that the
+/// senders push to and the reactor swaps out whole once per turn, so a send
+/// costs a short uncontended lock and a push, and the reactor takes a whole
+/// burst at once. Order is kept across every kind of command.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    queue: Mutex<VecDeque<Command>>,
+    /// The reactor has exited: pushes are refused.
+    closed: AtomicBool,
+}
+
+impl Inbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Command>> {
+        // Plain data: a panic while holding it leaves nothing half-done.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `cmd`; refused once the reactor has exited.
+    pub fn push(&self, cmd: Command) -> Result<(), std::os::raw::c_int> {
+        let mut q = self.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(crate::codes::XXNET_E_INTERNAL);
+        }
+        q.push_back(cmd);
+        Ok(())
+    }
+
+    /// Moves everything queued to the back of `into` (the reactor's side).
+    pub fn take_into(&self, into: &mut VecDeque<Command>) {
+        let mut q = self.lock();
+        if into.is_empty() {
+            // Swap: the emptied vector, capacity kept, goes back to the senders.
+            std::mem::swap(&mut *q, into);
+        } else {
+            into.append(&mut q);
+        }
+    }
+
+    /// The reactor exits: later pushes fail, and what is queued is dropped
+    /// (sockets handed over close).
+    pub fn close(&self) {
+        let mut q = self.lock();
+        self.closed.store(true, Ordering::Release);
+        q.clear();
+    }
+}
+
+/// The command queue of one reactor, as the senders see it.
 #[derive(Debug)]
 struct Handle {
-    commands: Sender<Command>,
+    inbox: Arc<Inbox>,
     shared: Arc<Shared>,
 }
 
@@ -256,10 +333,8 @@ impl Router {
     /// Queues `cmd` on reactor `k` and wakes it.
     pub fn send_to(&self, k: usize, cmd: Command) -> Result<(), std::os::raw::c_int> {
         let h = &self.handles[k];
-        // The reactor is gone (it panicked or shut down).
-        h.commands
-            .send(cmd)
-            .map_err(|_| crate::codes::XXNET_E_INTERNAL)?;
+        // Refused when the reactor is gone (it panicked or shut down).
+        h.inbox.push(cmd)?;
         h.shared.wake();
         Ok(())
     }
@@ -349,7 +424,7 @@ impl HostLink {
 pub struct ReactorLink {
     /// This reactor's index: it owns the conn ids `c` with `c % N == index`.
     pub index: usize,
-    pub commands: Receiver<Command>,
+    pub commands: Arc<Inbox>,
     pub events: Sender<Vec<Event>>,
     pub shared: Arc<Shared>,
     /// Reactor 0 hands accepted sockets to the others through it.
@@ -363,15 +438,16 @@ pub fn link(wakers: Vec<mio::Waker>) -> (HostLink, Vec<ReactorLink>) {
     let common = Arc::new(Common {
         failed: AtomicBool::new(false),
         recv_queued: AtomicUsize::new(0),
-        sessions: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(Default::default()),
         routes: Mutex::new(Routes::default()),
+        spare_batches: Mutex::new(Vec::new()),
     });
     let mut handles = Vec::new();
     let mut receivers = Vec::new();
     for waker in wakers {
-        let (ctx, crx) = crossbeam_channel::unbounded();
+        let inbox = Arc::new(Inbox::default());
         handles.push(Handle {
-            commands: ctx,
+            inbox: inbox.clone(),
             shared: Arc::new(Shared {
                 waker,
                 wake_pending: AtomicBool::new(false),
@@ -380,7 +456,7 @@ pub fn link(wakers: Vec<mio::Waker>) -> (HostLink, Vec<ReactorLink>) {
                 common: common.clone(),
             }),
         });
-        receivers.push(crx);
+        receivers.push(inbox);
     }
     let router = Router {
         handles: handles.into(),

@@ -10,7 +10,7 @@ use crate::codes::*;
 use crate::config::Config;
 use crate::reactor;
 use bytes::{Bytes, BytesMut};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::os::raw::c_int;
 use std::sync::atomic::Ordering;
@@ -90,7 +90,7 @@ const ARENA_MAX_COPY: usize = 2048;
 #[derive(Debug, Default)]
 struct HostState {
     listeners: Vec<SocketAddr>,
-    live_conns: HashSet<u64>,
+    live_conns: crate::proto::idmap::IdSet<u64>,
     arena: BytesMut,
     /// Backlog accounts by destination.
     accounts: HashMap<Dest, (u32, Arc<Account>)>,
@@ -100,7 +100,7 @@ struct HostState {
     /// Main-thread timers.
     timers: crate::timers::Timers,
     /// Connection user data, by conn.
-    user_data: HashMap<u64, u64>,
+    user_data: crate::proto::idmap::IdMap<u64, u64>,
     pending: VecDeque<Event>,
     lent: Vec<Event>,
     lent_bytes: usize,
@@ -446,7 +446,9 @@ impl Context {
                 }
             }
             batch.retain_mut(|ev| Self::admit(&mut st, ev));
-            lent = batch;
+            self.link
+                .common()
+                .recycle(std::mem::replace(&mut lent, batch));
         }
         while lent.len() < max {
             let Some(mut ev) = st.pending.pop_front() else {

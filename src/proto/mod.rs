@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod frame;
 pub mod handshake;
+pub mod idmap;
 pub mod outbound;
 pub mod pool;
 pub mod reassembly;

@@ -67,9 +67,12 @@ pub fn new_poll() -> std::io::Result<(Poll, Waker)> {
 pub fn run(poll: Poll, link: ReactorLink, cfg: Config, instance: u64) {
     let shared = link.shared.clone();
     let events = link.events.clone();
+    let inbox = link.commands.clone();
     let outcome = catch_unwind(AssertUnwindSafe(move || {
         Reactor::new(poll, link, cfg, instance).run()
     }));
+    // Whatever is still queued is dropped; later commands are refused.
+    inbox.close();
     if let Err(payload) = outcome {
         let msg = crate::codes::panic_text(&*payload);
         log::error!(target: "xxnet::reactor", "reactor thread panicked: {msg}; the context is unusable");
@@ -140,7 +143,7 @@ struct Reactor {
     /// Sockets by endpoint link id.
     socks: Vec<Option<Sock>>,
     accounts: HashMap<u32, (Arc<Account>, Dest)>,
-    conn_accounts: HashMap<u64, Vec<u32>>,
+    conn_accounts: crate::proto::idmap::IdMap<u64, Vec<u32>>,
     events: Vec<Event>,
     flush: Vec<usize>,
     releases: Vec<(u32, u64)>,
@@ -160,6 +163,28 @@ struct Reactor {
     pending: slab::Slab<Pending>,
     gone_instances: Vec<u64>,
     learned: Vec<(u64, Option<std::net::SocketAddr>)>,
+    /// Emptied link lists kept for reuse (no allocation per turn).
+    spare: Spare,
+    /// Commands taken from the inbox and not yet carried out (past the budget).
+    cmds: std::collections::VecDeque<Command>,
+}
+
+/// Link lists a turn iterates while new entries may be added to the live one:
+/// the iterated vector comes back here, emptied, for the next swap.
+#[derive(Default)]
+struct Spare(Vec<Vec<usize>>);
+
+impl Spare {
+    fn take(&mut self) -> Vec<usize> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    fn give(&mut self, v: &mut Vec<usize>) {
+        v.clear();
+        if self.0.len() < 4 {
+            self.0.push(std::mem::take(v));
+        }
+    }
 }
 
 /// An accepted socket reactor 0 reads until its HELLO names the node.
@@ -186,7 +211,7 @@ impl Reactor {
             listeners: Vec::new(),
             socks: Vec::new(),
             accounts: HashMap::new(),
-            conn_accounts: HashMap::new(),
+            conn_accounts: Default::default(),
             events: Vec::new(),
             flush: Vec::new(),
             releases: Vec::new(),
@@ -200,6 +225,8 @@ impl Reactor {
             pending: slab::Slab::new(),
             gone_instances: Vec::new(),
             learned: Vec::new(),
+            cmds: std::collections::VecDeque::new(),
+            spare: Spare::default(),
         }
     }
 
@@ -239,14 +266,18 @@ impl Reactor {
                 return;
             }
             self.resume_reads(now);
-            for link in std::mem::take(&mut self.read_again) {
+            let mut again = std::mem::replace(&mut self.read_again, self.spare.take());
+            for &link in &again {
                 self.read(link, now);
             }
+            self.spare.give(&mut again);
             self.ep.on_timeout(Instant::now());
             self.do_actions(now);
-            for link in std::mem::take(&mut self.write_again) {
+            let mut again = std::mem::replace(&mut self.write_again, self.spare.take());
+            for &link in &again {
                 self.write(link, now);
             }
+            self.spare.give(&mut again);
             self.write_all(now);
             self.publish();
             self.expire_closing(Instant::now());
@@ -695,9 +726,11 @@ impl Reactor {
 
     fn write_all(&mut self, now: Instant) {
         self.ep.take_flush(&mut self.flush);
-        for link in std::mem::take(&mut self.flush) {
+        let mut flush = std::mem::replace(&mut self.flush, self.spare.take());
+        for &link in &flush {
             self.write(link, now);
         }
+        self.spare.give(&mut flush);
         self.do_actions(now);
     }
 
@@ -743,10 +776,10 @@ impl Reactor {
     /// Drains the command queue. Returns false on shutdown.
     fn drain_commands(&mut self, now: Instant) -> bool {
         self.link.shared.wake_pending.store(false, Ordering::SeqCst);
+        self.link.commands.take_into(&mut self.cmds);
         for _ in 0..COMMAND_BUDGET {
-            let cmd = match self.link.commands.try_recv() {
-                Ok(c) => c,
-                Err(_) => return true,
+            let Some(cmd) = self.cmds.pop_front() else {
+                return true;
             };
             match cmd {
                 Command::Send(m) => self.ep.send(m, now),
@@ -950,9 +983,10 @@ impl Reactor {
                 .recv_queued
                 .fetch_add(self.events_bytes, Ordering::SeqCst);
             self.events_bytes = 0;
-            // The next turn's buffer starts at this turn's size (no regrowth by doubling).
-            let hint = self.events.len();
-            let batch = std::mem::replace(&mut self.events, Vec::with_capacity(hint));
+            // The next turn's buffer: one the host is done with, else one of
+            // this turn's size (no regrowth by doubling).
+            let next = shared.common.batch_vec(self.events.len());
+            let batch = std::mem::replace(&mut self.events, next);
             // The host may be gone during shutdown; nothing to do then.
             let _ = self.link.events.send(batch);
         }
