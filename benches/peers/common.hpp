@@ -1,8 +1,14 @@
 // Shared pieces of xxnet_peers_bench: the workload description, the payload
-// pattern and its checks, deadlines, the pipe between the bench process (the
+// pattern and its checks, deadlines, the pipe between the server process (the
 // server side) and its forked child (the client side), and small socket
 // helpers. Each system lives in its own sys_*.cpp and exports a server and a
 // client function (see the bottom of this file).
+//
+// Process structure of one cell: the bench process forks a fresh server
+// process, which forks the client process before any library context or
+// thread exists. They talk over two pipes (Chan): the server sends its port,
+// "go" (W1/W4, once every connection delivered its warm-up message) and
+// "done"; the client sends its Report.
 #pragma once
 
 #include <netinet/in.h>
@@ -47,7 +53,7 @@ struct Report {
   double mean_us = 0, p50_us = 0, p99_us = 0;  // W2
 };
 
-/// What the server side (the bench process) measured.
+/// What the server side (the cell's server process) measured.
 struct ServerOut {
   int64_t t_last_ns = 0;  // CLOCK_MONOTONIC when the last message arrived (W1, W4)
   uint64_t received = 0;  // messages received (or echoed)
@@ -197,9 +203,10 @@ int accept_one(int lfd, const char* what);
 void summarize_latencies(std::vector<double>& us, Report& r);
 
 // ---------------------------------------------------------------------------
-// The systems. server(): the bench-process side (listens, sends the port,
-// measures, ends with reading the child's Report and sending kMsgDone).
-// client(): the forked child's side. Both die() on any failure.
+// The systems. server(): the cell's server process (listens, sends the
+// port, measures, ends with reading the client's Report and sending
+// kMsgDone while its library context is still up). client(): the forked
+// child's side. Both die() on any failure.
 // ---------------------------------------------------------------------------
 
 #define PB_SYSTEM(name)                                                    \

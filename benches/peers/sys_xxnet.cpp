@@ -400,7 +400,7 @@ void w5_server(const Spec& spec, Chan& ch, ServerOut& out, Report& rep) {
   ch.send_tagged(kMsgDone);
 }
 
-void put_le(std::vector<uint8_t>& b, uint64_t v, int bytes) {
+void put_le(std::vector<uint8_t>& b, uint64_t v, int bytes) {  // bytes <= 8
   for (int i = 0; i < bytes; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
 }
 
@@ -426,7 +426,7 @@ std::vector<uint8_t> hello_bytes(uint64_t instance, uint64_t send_id) {
   put_le(b, 1, 8);        // nonce: first attempt
   put_le(b, send_id, 8);  // sync.send_id
   put_le(b, 0, 8);        // sync.recv_id: nothing received
-  put_le(b, 0, 16);       // sync.delivered[4]
+  b.insert(b.end(), 16, 0);  // sync.delivered[4]
   put_le(b, 0, 2);        // listen_port: listens nowhere
   b.push_back(0);         // ip_len
   return b;
