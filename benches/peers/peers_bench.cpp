@@ -4,6 +4,10 @@
 //   xxnet_peers_bench [--runs N] [--quick] [--only W1,W3] [--systems xxnet,raw,...]
 //                     [--timeout SECONDS] [--w5-conns N]
 //
+// --systems takes xxnet (both xxnet rows), zmq, nng, libevent, raw; --only
+// takes W1..W5; --timeout bounds each cell (default 60 s: a stalled cell
+// fails loudly); --quick: small counts, one run, W5 with 1 000 connections.
+//
 // Workloads (every message carries a sequence number and a pattern derived
 // from it; any loss, duplicate, reorder or corruption fails the run loudly):
 //   W1  one-way throughput over one connection: 64 B, 1 KiB, 64 KiB
