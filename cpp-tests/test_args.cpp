@@ -20,7 +20,7 @@ TEST(Args, TooLargeBadLaneAndFlagsAreRefusedAndQueueNothing) {
   for (uint32_t lane : {static_cast<uint32_t>(XXNET_LANES), 5u, 255u, 256u, UINT32_MAX}) {
     EXPECT_EQ(a.send("127.0.0.1", pb, "x", lane, 0), XXNET_E_INVALID_ARG) << "lane " << lane;
   }
-  for (uint32_t flags : {1u, 2u, 0x80000000u, UINT32_MAX}) {
+  for (uint32_t flags : {2u, 3u, 0x80000000u, UINT32_MAX}) {  // bit 0 is XXNET_SEND_MORE
     xxnet_send_opts o = opts(0, 0);
     o.flags = flags;
     EXPECT_EQ(xxnet_send_ex(a.get(), "127.0.0.1", pb, bytes(std::string("x")), 1, &o), XXNET_E_INVALID_ARG)

@@ -81,9 +81,17 @@ TEST(Reactors, WrapperSetsIoThreads) {
   int got = 0;
   server.route(5, [&](const xxnet::Event&) { ++got; });
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(client.send("127.0.0.1", port, "x", {0, 5}).ok());
-  for (int round = 0; round < 500 && got < 50; ++round) {
+  // A burst marked `more`, handed over by flush().
+  xxnet::SendOptions more;
+  more.msg_id = 5;
+  more.with_more();
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(client.send("127.0.0.1", port, "y", more).ok());
+  ASSERT_TRUE(client.flush().ok());
+  for (int round = 0; round < 500 && got < 100; ++round) {
     client.dispatch(256, 0);
     server.dispatch(256, 10);
   }
-  EXPECT_EQ(got, 50);
+  EXPECT_EQ(got, 100);
+  EXPECT_EQ(server.reactor_stats(0).msgs_in + server.reactor_stats(1).msgs_in, server.stats().msgs_in);
+  EXPECT_THROW((void)server.reactor_stats(2), xxnet::Error);
 }

@@ -429,6 +429,15 @@
 #define XXNET_ABI_VERSION 3
 
 /**
+ * `xxnet_send_opts.flags`: more sends follow at once. The message is queued
+ * but the reactor is not woken for it; the next send without this flag,
+ * xxnet_flush, xxnet_poll_recv or xxnet_dispatch hands the whole burst over
+ * with one wakeup. Use it on all but the last message of a burst (the
+ * replies to one polled batch, a frame's updates to many peers).
+ */
+#define XXNET_SEND_MORE 1
+
+/**
  * Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
  */
 #define XXNET_LANES 4
@@ -627,7 +636,7 @@ typedef struct xxnet_send_opts {
    */
   uint32_t msg_id;
   /**
-   * Reserved flag bits; must be 0 for now (unknown bits return XXNET_E_INVALID_ARG).
+   * XXNET_SEND_* bits (0: none); unknown bits return XXNET_E_INVALID_ARG.
    */
   uint32_t flags;
   /**
@@ -1086,6 +1095,13 @@ uint32_t xxnet_abi_version(void);
  * Copies the context's counters into `*out`.
  */
 int xxnet_stats(struct xxnet_ctx *ctx, struct xxnet_stats *out);
+
+/**
+ * Wakes the reactors for the messages queued with XXNET_SEND_MORE, so they go
+ * out now rather than at the next send without the flag or the next poll.
+ * XXNET_OK, or XXNET_E_SHUTDOWN / XXNET_E_INTERNAL for an unusable context.
+ */
+int xxnet_flush(struct xxnet_ctx *ctx);
 
 /**
  * Copies the counters of reactor `index` alone into `*out` (0 ≤ index < the

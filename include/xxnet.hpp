@@ -402,6 +402,13 @@ struct SendOptions {
   uint32_t lane = XXNET_LANE_DEFAULT;  ///< 0..XXNET_LANES-1; order is kept per lane.
   uint32_t msg_id = 0;                 ///< Route id delivered with the message.
   uint32_t ack_timeout_ms = 0;         ///< Need-ack sends only; 0: the config's ack_timeout_ms.
+  /// More sends follow at once (XXNET_SEND_MORE): no reactor wakeup for this one; the next
+  /// send without it, Context::flush() or the next poll/dispatch hands the burst over.
+  bool more = false;
+  SendOptions& with_more(bool v = true) noexcept {
+    more = v;
+    return *this;
+  }
   SendOptions& with_lane(uint32_t v) noexcept {
     lane = v;
     return *this;
@@ -420,6 +427,7 @@ struct SendOptions {
     o.lane = lane;
     o.msg_id = msg_id;
     o.ack_timeout_ms = ack_timeout_ms;
+    o.flags = more ? XXNET_SEND_MORE : 0u;
     return o;
   }
 };
@@ -726,6 +734,8 @@ class Context {
 
   /// Closes a connection (SendFailed for what it held, then Disconnected).
   Result close(ConnId conn) { return Result(xxnet_close(native(), conn)); }
+  /// Hands over the sends made with SendOptions::more (xxnet_flush).
+  Result flush() { return Result(xxnet_flush(native())); }
   /// Attaches a value copied into user_data() of every later event of `conn`.
   Result set_user_data(ConnId conn, uint64_t value) { return Result(xxnet_conn_set_user_data(native(), conn, value)); }
   /// The session's state; empty for an unknown (or already disconnected) conn.
@@ -743,6 +753,14 @@ class Context {
     std::memset(&s, 0, sizeof s);
     int rc = xxnet_stats(native(), &s);
     if (rc != XXNET_OK) throw Error(rc, "xxnet::Context::stats");
+    return s;
+  }
+  /// The counters of reactor `index` alone (0 ≤ index < io_threads); throws Error.
+  [[nodiscard]] Stats reactor_stats(uint32_t index) const {
+    Stats s;
+    std::memset(&s, 0, sizeof s);
+    int rc = xxnet_reactor_stats(native(), index, &s);
+    if (rc != XXNET_OK) throw Error(rc, "xxnet::Context::reactor_stats");
     return s;
   }
 

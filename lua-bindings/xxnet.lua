@@ -608,6 +608,29 @@ function Net:stats()
   return struct_to_table(self._stats, STATS_FIELDS)
 end
 
+--- The counters of reactor `index` alone (0 <= index < io_threads), as a table
+--- like net:stats(); net:stats() gives their sums. Or nil, message, code.
+function Net:reactor_stats(index)
+  local ctx = live(self, "net:reactor_stats")
+  check_int(index, 0, 4294967295, "index", "net:reactor_stats")
+  local rc = lib.xxnet_reactor_stats(ctx, index, self._stats)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  return struct_to_table(self._stats, STATS_FIELDS)
+end
+
+--- Hands over the sends made with opts.flags = xxnet.SEND_MORE (xxnet_flush).
+--- Returns true, or nil, message, code.
+function Net:flush()
+  local ctx = live(self, "net:flush")
+  local rc = lib.xxnet_flush(ctx)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  return true
+end
+
 --- A session's state as a table (fields of xxnet_peer_info; `state` is
 --- "connecting", "connected" or "reconnecting"). Or nil, message, code.
 function Net:conn_info(conn)

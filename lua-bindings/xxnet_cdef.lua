@@ -84,6 +84,7 @@ return {
     XXNET_PEER_CONNECTED = 2,
     XXNET_PEER_RECONNECTING = 3,
     XXNET_ABI_VERSION = 3,
+    XXNET_SEND_MORE = 1,
     XXNET_LANES = 4,
     XXNET_LANE_DEFAULT = 0,
     XXNET_LANE_BULK = 1,
@@ -117,6 +118,7 @@ return {
     "xxnet_version",
     "xxnet_abi_version",
     "xxnet_stats",
+    "xxnet_flush",
     "xxnet_reactor_stats",
     "xxnet_on",
     "xxnet_route",
@@ -426,6 +428,8 @@ const char *xxnet_version(void);
 uint32_t xxnet_abi_version(void);
 
 int xxnet_stats(struct xxnet_ctx *ctx, struct xxnet_stats *out);
+
+int xxnet_flush(struct xxnet_ctx *ctx);
 
 int xxnet_reactor_stats(struct xxnet_ctx *ctx, uint32_t index, struct xxnet_stats *out);
 

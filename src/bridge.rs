@@ -330,6 +330,12 @@ impl Router {
         }
     }
 
+    /// Queues `cmd` on reactor `k` without waking it (the caller wakes it,
+    /// `shared(k).wake()`, before anything waits on the command).
+    pub fn push_to(&self, k: usize, cmd: Command) -> Result<(), std::os::raw::c_int> {
+        self.handles[k].inbox.push(cmd)
+    }
+
     /// Queues `cmd` on reactor `k` and wakes it.
     pub fn send_to(&self, k: usize, cmd: Command) -> Result<(), std::os::raw::c_int> {
         let h = &self.handles[k];

@@ -197,6 +197,13 @@ pub const XXNET_PEER_RECONNECTING: u32 = 3;
 /// constant changes incompatibly. Compare with xxnet_abi_version().
 pub const XXNET_ABI_VERSION: u32 = 3;
 
+/// `xxnet_send_opts.flags`: more sends follow at once. The message is queued
+/// but the reactor is not woken for it; the next send without this flag,
+/// xxnet_flush, xxnet_poll_recv or xxnet_dispatch hands the whole burst over
+/// with one wakeup. Use it on all but the last message of a burst (the
+/// replies to one polled batch, a frame's updates to many peers).
+pub const XXNET_SEND_MORE: u32 = 1;
+
 /// Number of lanes; a lane is 0..XXNET_LANES-1. Order is kept per lane.
 pub const XXNET_LANES: u32 = 4;
 /// The default lane.

@@ -32,6 +32,9 @@ pub struct SendOpts {
     pub msg_id: u32,
     /// Need-ack deadline in ms (0: the config default).
     pub ack_timeout_ms: u32,
+    /// More sends follow at once: do not wake the reactor for this one
+    /// (`XXNET_SEND_MORE`; the next send without it, a flush or a poll does).
+    pub more: bool,
 }
 
 /// A snapshot of the counters (meanings as in `xxnet_stats`).
@@ -103,6 +106,8 @@ struct HostState {
     user_data: crate::proto::idmap::IdMap<u64, u64>,
     pending: VecDeque<Event>,
     lent: Vec<Event>,
+    /// Reactors (bit k) holding sends made with `XXNET_SEND_MORE` and not yet woken.
+    owed_wakes: u64,
     lent_bytes: usize,
     shut_down: bool,
     /// Remote calls: directory, pending calls, reply tokens, services.
@@ -282,18 +287,46 @@ impl Context {
             0
         };
         let payload = st.copy_payload(data);
-        drop(st);
-        self.submit(Command::Send(Outgoing {
-            dest,
-            lane: opts.lane,
-            msg_id: opts.msg_id,
-            data: payload,
-            track,
-            acct: acct_id,
-            ack_timeout_ms: if need_ack { opts.ack_timeout_ms } else { 0 },
-            flags: 0,
-        }))?;
+        let router = &self.link.router;
+        let k = router.owner(dest);
+        router.push_to(
+            k,
+            Command::Send(Outgoing {
+                dest,
+                lane: opts.lane,
+                msg_id: opts.msg_id,
+                data: payload,
+                track,
+                acct: acct_id,
+                ack_timeout_ms: if need_ack { opts.ack_timeout_ms } else { 0 },
+                flags: 0,
+            }),
+        )?;
+        if opts.more {
+            st.owed_wakes |= 1 << k;
+        } else {
+            st.owed_wakes &= !(1 << k);
+            router.shared(k).wake();
+            Self::pay_wakes(router, &mut st);
+        }
         Ok(track)
+    }
+
+    /// Wakes the reactors that sends with `XXNET_SEND_MORE` left unwoken.
+    fn pay_wakes(router: &bridge::Router, st: &mut HostState) {
+        while st.owed_wakes != 0 {
+            let k = st.owed_wakes.trailing_zeros() as usize;
+            st.owed_wakes &= !(1 << k);
+            router.shared(k).wake();
+        }
+    }
+
+    /// Hands over what sends with `XXNET_SEND_MORE` left waiting (wakes the reactors).
+    pub fn flush(&self) -> Result<(), c_int> {
+        let mut st = self.state();
+        self.check_usable(&st)?;
+        Self::pay_wakes(&self.link.router, &mut st);
+        Ok(())
     }
 
     /// Charges `len` bytes to the backlog account of `dest` and returns the
@@ -395,6 +428,7 @@ impl Context {
     ) -> usize {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.state();
+        Self::pay_wakes(&self.link.router, &mut st);
         self.release_lent(&mut st);
         if max == 0 {
             return 0;

@@ -71,7 +71,7 @@ fn send_argument_errors() {
     let opts = xxnet_send_opts {
         lane: 0,
         msg_id: 0,
-        flags: 1,
+        flags: 2,
         ack_timeout_ms: 0,
     };
     assert_eq!(

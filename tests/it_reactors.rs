@@ -333,3 +333,79 @@ fn io_threads_out_of_range_is_refused_with_a_reason() {
         "one reactor by default"
     );
 }
+
+fn send_more(node: &Node, conn: u64, seq: u32, more: bool) -> i32 {
+    let opts = xxnet::ffi::types::xxnet_send_opts {
+        lane: 0,
+        msg_id: 3,
+        flags: if more { XXNET_SEND_MORE } else { 0 },
+        ack_timeout_ms: 0,
+    };
+    let data = payload(0, seq);
+    xxnet_send_conn_ex(node.ctx, conn, data.as_ptr(), data.len(), &opts)
+}
+
+#[test]
+fn sends_marked_more_go_out_at_the_next_plain_send_flush_or_poll() {
+    // On both one and two reactors: a burst queued with XXNET_SEND_MORE is
+    // handed over whole by whatever comes next, in order.
+    for io in [1u32, 2] {
+        let (mut srv, port) = server(io);
+        let mut cfg = default_config();
+        cfg.io_threads = io;
+        let mut cli = Node::with_config(&cfg);
+        cli.send_ok("127.0.0.1", port, 0, 1, b"hello");
+        assert!(srv.poll_until(WAIT, |l| l.iter().any(|e| e.kind == XXNET_EVENT_MESSAGE)));
+        let conn = srv.messages().next().unwrap().conn;
+        let mut seq = 0u32;
+        let mut expect = 0usize;
+        // 1. Ended by a plain send.
+        for _ in 0..50 {
+            assert_eq!(send_more(&srv, conn, seq, true), XXNET_OK);
+            seq += 1;
+        }
+        assert_eq!(send_more(&srv, conn, seq, false), XXNET_OK);
+        seq += 1;
+        expect += 51;
+        // 2. Ended by xxnet_flush.
+        for _ in 0..50 {
+            assert_eq!(send_more(&srv, conn, seq, true), XXNET_OK);
+            seq += 1;
+        }
+        assert_eq!(xxnet_flush(srv.ctx), XXNET_OK);
+        expect += 50;
+        assert!(
+            cli.poll_until(WAIT, |l| l.iter().filter(|e| e.msg_id == 3).count()
+                == expect),
+            "io {io}: flush"
+        );
+        // 3. Ended by the server's next poll.
+        for _ in 0..50 {
+            assert_eq!(send_more(&srv, conn, seq, true), XXNET_OK);
+            seq += 1;
+        }
+        srv.poll(0);
+        expect += 50;
+        assert!(
+            cli.poll_until(WAIT, |l| l.iter().filter(|e| e.msg_id == 3).count()
+                == expect),
+            "io {io}: poll"
+        );
+        let got: Vec<&Ev> = cli.log.iter().filter(|e| e.msg_id == 3).collect();
+        for (i, e) in got.iter().enumerate() {
+            assert_eq!(e.payload, payload(0, i as u32), "io {io}: order");
+        }
+        // Unknown flag bits are refused; NULL context is refused.
+        let bad = xxnet::ffi::types::xxnet_send_opts {
+            lane: 0,
+            msg_id: 0,
+            flags: 2,
+            ack_timeout_ms: 0,
+        };
+        assert_eq!(
+            xxnet_send_conn_ex(srv.ctx, conn, b"x".as_ptr(), 1, &bad),
+            XXNET_E_INVALID_ARG
+        );
+        assert_eq!(xxnet_flush(std::ptr::null_mut()), XXNET_E_NULL_POINTER);
+    }
+}

@@ -263,6 +263,35 @@ U.run("lua_net", {
     client:free()
   end },
 
+  { "two_reactors_flush_and_reactor_stats", function()
+    local server, client, port = pair({ io_threads = 2 }, { io_threads = 2 })
+    local got = {}
+    server:on("message", function(ev)
+      got[#got + 1] = ev.data
+    end)
+    for i = 1, 20 do
+      assert(client:send(LO, port, "m" .. i, { flags = xxnet.SEND_MORE }))
+    end
+    assert(client:flush())
+    U.pump({ server, client }, function()
+      return #got == 20
+    end, "20 messages sent with SEND_MORE, then flush")
+    for i = 1, 20 do
+      U.eq(got[i], "m" .. i, "order")
+    end
+    local r0, r1 = assert(server:reactor_stats(0)), assert(server:reactor_stats(1))
+    U.eq(r0.open_connections + r1.open_connections, 1, "one session on one of the two reactors")
+    U.eq(r0.msgs_in + r1.msgs_in, server:stats().msgs_in, "stats() sums the reactors")
+    local ok, _, code = server:reactor_stats(2)
+    U.eq(ok, nil, "no third reactor")
+    U.eq(code, xxnet.E_INVALID_ARG, "invalid index")
+    local none, why = xxnet.new({ io_threads = 0 })
+    U.eq(none, nil, "io_threads 0 refused")
+    U.ok(tostring(why):find("io_threads", 1, true), "the reason names io_threads: " .. tostring(why))
+    server:free()
+    client:free()
+  end },
+
   { "timers_one_shot_repeating_cancel_and_order", function()
     local net = assert(xxnet.new())
     local order = {}

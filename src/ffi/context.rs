@@ -410,6 +410,17 @@ pub extern "C" fn xxnet_stats(ctx: *mut xxnet_ctx, out: *mut xxnet_stats) -> c_i
     })
 }
 
+/// Wakes the reactors for the messages queued with XXNET_SEND_MORE, so they go
+/// out now rather than at the next send without the flag or the next poll.
+/// XXNET_OK, or XXNET_E_SHUTDOWN / XXNET_E_INTERNAL for an unusable context.
+#[no_mangle]
+pub extern "C" fn xxnet_flush(ctx: *mut xxnet_ctx) -> c_int {
+    guard_code(|| {
+        let ctx = unsafe { ctx.as_ref() }.ok_or(XXNET_E_NULL_POINTER)?;
+        ctx.inner.flush()
+    })
+}
+
 /// Copies the counters of reactor `index` alone into `*out` (0 ≤ index < the
 /// config's `io_threads`): with several reactors, shows how sessions and
 /// traffic are spread (`open_connections`, `msgs_in`, ...). xxnet_stats

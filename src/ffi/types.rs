@@ -205,7 +205,7 @@ pub struct xxnet_send_opts {
     pub lane: u32,
     /// Route id delivered with the message; receivers dispatch on it.
     pub msg_id: u32,
-    /// Reserved flag bits; must be 0 for now (unknown bits return XXNET_E_INVALID_ARG).
+    /// XXNET_SEND_* bits (0: none); unknown bits return XXNET_E_INVALID_ARG.
     pub flags: u32,
     /// Need-ack sends: the deadline in ms (0: the config's ack_timeout_ms). Ignored by other sends.
     pub ack_timeout_ms: u32,
@@ -213,13 +213,14 @@ pub struct xxnet_send_opts {
 
 impl xxnet_send_opts {
     pub(crate) fn to_opts(self) -> Result<SendOpts, c_int> {
-        if self.lane >= XXNET_LANES || self.flags != 0 {
+        if self.lane >= XXNET_LANES || self.flags & !XXNET_SEND_MORE != 0 {
             return Err(XXNET_E_INVALID_ARG);
         }
         Ok(SendOpts {
             lane: self.lane as u8,
             msg_id: self.msg_id,
             ack_timeout_ms: self.ack_timeout_ms,
+            more: self.flags & XXNET_SEND_MORE != 0,
         })
     }
 }
