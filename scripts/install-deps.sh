@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing xxnet needs, only when something is
 # missing: cmake, make, g++, pkg-config, GoogleTest (Debian's libgtest-dev) and
-# luajit (the Lua binding's tests).
+# luajit (the Lua binding's tests). With --bench, also the peer libraries of
+# benches/peers (libzmq3-dev, libnng-dev, libevent-dev).
 # The Rust toolchain (cargo) must already be there. Debian/Ubuntu only (apt-get);
 # runs non-interactively; uses sudo when not root.
 set -euo pipefail
@@ -21,6 +22,11 @@ gtest_config_found() {
 }
 if [ ! -f /usr/include/gtest/gtest.h ] || ! gtest_config_found; then
   missing+=(libgtest-dev)
+fi
+if [ "${1:-}" = "--bench" ]; then
+  [ -f /usr/include/zmq.h ] || missing+=(libzmq3-dev)
+  [ -f /usr/include/nng/nng.h ] || missing+=(libnng-dev)
+  [ -f /usr/include/event2/event.h ] || missing+=(libevent-dev)
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then

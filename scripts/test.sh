@@ -3,6 +3,7 @@
 #   1. cargo build --release, cargo test --release --no-fail-fast (all Rust tests)
 #      then the integration tests again with XXNET_TEST_IO_THREADS=2 (two reactors per context)
 #   2. CMake Release build (build/) and ctest: C++ tests, the C11 header check, the demo;
+#      and the peers benchmark's --quick run (benches/peers, its libraries are installed);
 #      then ctest again with XXNET_TEST_IO_THREADS=2
 #   3. CMake Debug build with ASan+UBSan (build-debug/) and ctest again
 # Installs cmake, g++, make, pkg-config and libgtest-dev first if missing.
@@ -82,7 +83,7 @@ cmake_suite() {
   fi
 }
 
-stage deps bash scripts/install-deps.sh || { echo "cannot install the build dependencies" >&2; exit 1; }
+stage deps bash scripts/install-deps.sh --bench || { echo "cannot install the build dependencies" >&2; exit 1; }
 
 if stage cargo-build cargo build --release; then
   rc=0
@@ -95,11 +96,13 @@ if stage cargo-build cargo build --release; then
   stage cargo-test-io2 env XXNET_TEST_IO_THREADS=2 cargo test --release --no-fail-fast --test 'it_*' || rc=$?
   count_cargo cargo-test-io2 "$rc"
 
-  cmake_suite build Release release
+  # The Release build also builds the peers benchmark; ctest runs its --quick
+  # mode, which checks every system's counts, order and payloads.
+  cmake_suite build Release release -DXXNET_BENCH_PEERS=ON
   if [ -d build ]; then
     rc=0
     stage ctest-release-io2 env XXNET_TEST_IO_THREADS=2 ctest --test-dir build --output-on-failure \
-      --no-tests=error --timeout "$CTEST_TIMEOUT" -j "$XXNET_JOBS" || rc=$?
+      --no-tests=error --timeout "$CTEST_TIMEOUT" -j "$XXNET_JOBS" -LE bench || rc=$?
     count_ctest ctest-release-io2 "$rc"
   fi
   if [ "${XXNET_SKIP_DEBUG:-0}" != "1" ]; then

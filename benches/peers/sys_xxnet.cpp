@@ -329,7 +329,7 @@ void w3_client(const Spec& spec, Chan& ch, Report& rep) {
 
 // ---------------------------------------------------------------------------
 // W4 client: 100 contexts (one session per peer per context), one host
-// thread sending round-robin in bursts of 8, polling each context once per turn.
+// thread sending round-robin in bursts of 64, polling each context once per turn.
 // ---------------------------------------------------------------------------
 
 void w4_client(const Spec& spec, Chan& ch, Report& rep) {
