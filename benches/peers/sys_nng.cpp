@@ -289,6 +289,11 @@ void w5_client(const Spec& spec, Chan& ch) {
   rep.count = static_cast<uint64_t>(spec.conns);
   ch.put(&rep, sizeof rep);
   ch.expect(kMsgDone, "holding idle connections");
+  // Closing 10 000 dialers one by one takes nng over 20 s here; nothing is
+  // measured after this point, so leave and let the kernel close the sockets.
+  std::fflush(stdout);
+  std::fflush(stderr);
+  _exit(0);
 }
 
 }  // namespace
