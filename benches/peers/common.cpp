@@ -241,7 +241,6 @@ bool Chan::readable() const {
 // Sockets
 // ---------------------------------------------------------------------------
 
-namespace {
 sockaddr_in loopback(uint16_t port) {
   sockaddr_in a;
   std::memset(&a, 0, sizeof a);
@@ -250,7 +249,6 @@ sockaddr_in loopback(uint16_t port) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   return a;
 }
-}  // namespace
 
 int tcp_listen(uint16_t* port, bool nonblocking, int backlog) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);

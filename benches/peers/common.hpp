@@ -174,6 +174,8 @@ inline void finish(Chan& ch, Report& rep) {
 // Sockets (raw TCP, and the plain-socket clients of W5)
 // ---------------------------------------------------------------------------
 
+/// 127.0.0.1:port.
+sockaddr_in loopback(uint16_t port);
 /// A listening TCP socket on 127.0.0.1 with an ephemeral port.
 int tcp_listen(uint16_t* port, bool nonblocking, int backlog = 4096);
 /// A connected TCP socket to 127.0.0.1:port (blocking connect), TCP_NODELAY on.

@@ -29,15 +29,6 @@ namespace {
 constexpr size_t kHigh = 256 * 1024;
 constexpr size_t kLow = 64 * 1024;
 
-sockaddr_in loopback(uint16_t port) {
-  sockaddr_in a;
-  std::memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return a;
-}
-
 /// An event_base with a deadline tick; run() returns on stop() (loopbreak).
 class Loop {
  public:
