@@ -11,13 +11,16 @@
 //! length; `Ok(None)` never consumes a partial frame; errors are sticky;
 //! control bodies that decode re-encode to the same value; and feeding the
 //! stream in chunks gives exactly the same frames, messages and error as
-//! feeding it at once.
+//! feeding it at once. `handshake::peek_hello` (reactor 0's look at an
+//! accepted connection) never changes its answer once it has one, as the
+//! stream grows, and agrees with the decoder when it finds a HELLO.
 
 #![allow(dead_code)]
 
 use bytes::BytesMut;
 use xxnet::proto::handshake::{
     decode_ack, decode_auth, decode_challenge, decode_goaway, decode_ping_token, encode_ack,
+    peek_hello, HelloPeek,
 };
 use xxnet::proto::{
     FrameDecoder, FrameHeader, FrameType, Hello, HelloAck, Preface, ProtoError, Reassembler,
@@ -73,10 +76,38 @@ pub fn run(data: &[u8]) {
     } else {
         rest.into()
     };
+    check_peek(&stream);
     let chunked = feed(&stream, chunk, max);
     if chunk != usize::MAX {
         let whole = feed(&stream, usize::MAX, max);
         assert_eq!(chunked, whole, "chunking changed the result");
+    }
+}
+
+/// `peek_hello` over every prefix (up to 4 KiB, reactor 0's limit): once
+/// it answers something other than `More` it keeps that answer, and a
+/// `Found` is the HELLO the decoder reads first.
+pub fn check_peek(stream: &[u8]) {
+    let n = stream.len().min(4096);
+    let mut settled: Option<HelloPeek> = None;
+    for end in 0..=n {
+        let p = peek_hello(&stream[..end]);
+        match settled {
+            Some(s) => assert_eq!(p, s, "peek_hello changed its answer at {end} bytes"),
+            None if p != HelloPeek::More => settled = Some(p),
+            None => {}
+        }
+    }
+    if let Some(HelloPeek::Found { instance, listen }) = settled {
+        let mut dec = FrameDecoder::new();
+        let mut b = BytesMut::from(stream);
+        let f = dec
+            .decode(&mut b)
+            .expect("peek_hello found a HELLO the decoder refuses")
+            .expect("peek_hello found a HELLO the decoder finds incomplete");
+        assert_eq!(f.header.kind, FrameType::Hello);
+        let h = Hello::decode(&f.body).expect("the HELLO body decodes");
+        assert_eq!((h.instance, h.listen), (instance, listen));
     }
 }
 

@@ -552,6 +552,55 @@ mod tests {
     use crate::proto::{Frame, FrameDecoder, Preface};
     use std::net::SocketAddrV6;
 
+    #[test]
+    fn peek_hello_waits_for_the_whole_hello_then_names_the_node() {
+        let hello = Hello {
+            sync: SessionSync::default(),
+            instance: 0xABCD,
+            nonce: 7,
+            listen: Some("127.0.0.1:4000".parse().unwrap()),
+            name: Some("game1".into()),
+            challenge: None,
+        };
+        let mut wire = BytesMut::from(&Preface::BYTES[..]);
+        hello.encode(&mut wire);
+        let found = HelloPeek::Found {
+            instance: 0xABCD,
+            listen: hello.listen,
+        };
+        for end in 0..wire.len() {
+            assert_eq!(peek_hello(&wire[..end]), HelloPeek::More, "{end} bytes");
+        }
+        assert_eq!(peek_hello(&wire), found);
+        // Bytes after the HELLO (an AUTH, early data) change nothing.
+        let mut more = wire.clone();
+        more.extend_from_slice(&[0xFF; 40]);
+        assert_eq!(peek_hello(&more), found);
+        // A client that listens nowhere is named by its instance alone.
+        let mut client = BytesMut::from(&Preface::BYTES[..]);
+        Hello {
+            listen: None,
+            ..hello.clone()
+        }
+        .encode(&mut client);
+        assert_eq!(
+            peek_hello(&client),
+            HelloPeek::Found {
+                instance: 0xABCD,
+                listen: None
+            }
+        );
+        // Not xxnet, another frame first, a malformed HELLO: Other.
+        assert_eq!(peek_hello(b"GET / HTTP/1.1\r\n"), HelloPeek::Other);
+        let mut ping = BytesMut::from(&Preface::BYTES[..]);
+        encode_ping(1, &mut ping);
+        assert_eq!(peek_hello(&ping), HelloPeek::Other);
+        let mut bad = wire.clone();
+        bad[Preface::LEN + FrameHeader::LEN + 8..Preface::LEN + FrameHeader::LEN + 16]
+            .copy_from_slice(&[0; 8]); // nonce 0
+        assert_eq!(peek_hello(&bad), HelloPeek::Other);
+    }
+
     /// Decodes exactly one frame from `bytes` (prefixed with the preface).
     fn one_frame(bytes: &[u8]) -> Frame {
         let mut buf = BytesMut::from(&Preface::BYTES[..]);
