@@ -11,12 +11,13 @@
 //! Reactor → host: events travel in batches (`Vec<Event>`, one channel
 //! operation per reactor turn), all reactors into one channel. Counters are published once per turn into
 //! relaxed atomics; backlog accounts are atomics the host adds to per send
-//! and the reactor subtracts from once per turn. The locks are the
-//! session-snapshot table, taken once per turn by a reactor when a session
-//! changed and by the host only when it asks (`xxnet_conn_info`), and, with
-//! several reactors, the route table ([`Routes`]), taken when a new
-//! destination address is first used and when an accepted connection is
-//! handed over.
+//! and the reactor subtracts from once per turn. The locks, all short and
+//! uncontended in the common case: each reactor's command [`Inbox`] (a push
+//! per command, a swap per turn); the session-snapshot table, taken once per
+//! turn by a reactor when a session changed and by the host only when it
+//! asks (`xxnet_conn_info`); and, with several reactors, the route table
+//! ([`Routes`]), taken by each send by address and when an accepted
+//! connection is handed over.
 
 pub use crate::proto::endpoint::{Dest, Outgoing, PeerSnapshot};
 pub use crate::proto::event::Event;
