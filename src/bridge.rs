@@ -110,6 +110,11 @@ pub struct Common {
     pub sessions: Mutex<crate::proto::idmap::IdMap<u64, PeerSnapshot>>,
     /// Which reactor owns the session of a node (several reactors only).
     pub routes: Mutex<Routes>,
+    /// Connections reactor 0 accepted (several reactors) that no reactor's
+    /// published `open_connections` counts yet: held for their HELLO, or
+    /// handed over and not yet published by their owner. With the published
+    /// counts it keeps `max_connections` exact across reactors.
+    pub handed_over: AtomicUsize,
     /// Event vectors the host is done with, emptied, for the reactors' next
     /// batches: in a steady stream no batch allocates or regrows.
     pub spare_batches: Mutex<Vec<Vec<Event>>>,
@@ -448,6 +453,7 @@ pub fn link(wakers: Vec<mio::Waker>) -> (HostLink, Vec<ReactorLink>) {
         sessions: Mutex::new(Default::default()),
         routes: Mutex::new(Routes::default()),
         spare_batches: Mutex::new(Vec::new()),
+        handed_over: AtomicUsize::new(0),
     });
     let mut handles = Vec::new();
     let mut receivers = Vec::new();

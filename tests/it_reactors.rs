@@ -311,6 +311,49 @@ fn max_connections_counts_every_reactor() {
 }
 
 #[test]
+fn max_connections_holds_when_clients_connect_at_once() {
+    // Eight clients dial a two-reactor server with room for three, all at
+    // once: exactly three get in, whichever reactors they land on.
+    for round in 0..3 {
+        let mut cfg = default_config();
+        cfg.io_threads = 2;
+        cfg.max_connections = 3;
+        let mut srv = Node::with_config(&cfg);
+        let port = srv.listen("127.0.0.1");
+        let mut cfg = default_config();
+        cfg.reconnect_give_up_ms = 0;
+        let mut clients: Vec<Node> = (0..8).map(|_| Node::with_config(&cfg)).collect();
+        for c in &clients {
+            c.send_ok("127.0.0.1", port, 0, 1, b"hi");
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let settled = clients.iter_mut().all(|c| {
+                c.poll(0);
+                c.log.iter().any(|e| {
+                    e.kind == XXNET_EVENT_CONNECTED || e.kind == XXNET_EVENT_CONNECT_FAILED
+                })
+            });
+            srv.poll(1);
+            if settled || Instant::now() > deadline {
+                break;
+            }
+        }
+        let connected = clients
+            .iter()
+            .filter(|c| !c.of_kind(XXNET_EVENT_CONNECTED).is_empty())
+            .count();
+        assert_eq!(connected, 3, "round {round}:\n{}", dump_log(&srv.log));
+        let s = srv.stats_until(WAIT, |s| s.refused_connections == 5);
+        assert_eq!(
+            (s.open_connections, s.refused_connections),
+            (3, 5),
+            "round {round}"
+        );
+    }
+}
+
+#[test]
 fn io_threads_out_of_range_is_refused_with_a_reason() {
     for bad in [0u32, 65, 1000] {
         let mut cfg = default_config();

@@ -163,6 +163,8 @@ struct Reactor {
     pending: slab::Slab<Pending>,
     gone_instances: Vec<u64>,
     learned: Vec<(u64, Option<std::net::SocketAddr>)>,
+    /// Connections adopted since the last publish (see `Common::handed_over`).
+    adopted: usize,
     /// Emptied link lists kept for reuse (no allocation per turn).
     spare: Spare,
     /// Commands taken from the inbox and not yet carried out (past the budget).
@@ -227,6 +229,7 @@ impl Reactor {
             learned: Vec::new(),
             cmds: std::collections::VecDeque::new(),
             spare: Spare::default(),
+            adopted: 0,
         }
     }
 
@@ -451,16 +454,21 @@ impl Reactor {
         local: std::net::SocketAddr,
         now: Instant,
     ) {
-        // max_connections counts every reactor's links (as of their last turn)
-        // and the sockets held here.
+        // max_connections counts every reactor's published links plus the
+        // accepted connections not yet published anywhere. An owner publishes
+        // its count before it takes its adopted ones off `handed_over`, and
+        // this reads `handed_over` first (all SeqCst): a connection may be
+        // counted twice for a moment, never missed.
+        let common = &self.link.router.common;
+        let handed = common.handed_over.load(Ordering::SeqCst);
         let open: u64 = self
             .link
             .router
             .all()
-            .map(|s| s.stats.open_connections.load(Ordering::Relaxed))
+            .map(|s| s.stats.open_connections.load(Ordering::SeqCst))
             .sum();
         self.ep.count_accepted();
-        if open as usize + self.pending.len() >= self.cfg.max_connections {
+        if open as usize + handed >= self.cfg.max_connections {
             let refusal = self.ep.refuse_busy(remote, local);
             let mut s = Sock::new(stream, false);
             s.write_last(&refusal);
@@ -476,6 +484,7 @@ impl Reactor {
         {
             return;
         }
+        common.handed_over.fetch_add(1, Ordering::SeqCst);
         entry.insert(Pending {
             stream,
             read: bytes::BytesMut::new(),
@@ -512,6 +521,11 @@ impl Reactor {
                 Err(_) => {
                     let mut p = self.pending.remove(key);
                     let _ = self.poll.registry().deregister(&mut p.stream);
+                    self.link
+                        .router
+                        .common
+                        .handed_over
+                        .fetch_sub(1, Ordering::SeqCst);
                     return;
                 }
             }
@@ -571,6 +585,11 @@ impl Reactor {
             let mut p = self.pending.remove(key);
             log::debug!(target: "xxnet::reactor", "{}: no HELLO within the handshake timeout", p.remote);
             let _ = self.poll.registry().deregister(&mut p.stream);
+            self.link
+                .router
+                .common
+                .handed_over
+                .fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -584,6 +603,8 @@ impl Reactor {
         local: std::net::SocketAddr,
         now: Instant,
     ) {
+        // Counted in `handed_over` until this turn's counts are published.
+        self.adopted += 1;
         self.do_actions(now);
         match self.ep.take_accepted(remote, local, now) {
             Ok(link) => {
@@ -956,7 +977,14 @@ impl Reactor {
         let c = self.ep.counters();
         let s = &shared.stats;
         let set = |a: &std::sync::atomic::AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
-        set(&s.open_connections, self.ep.link_count() as u64);
+        s.open_connections
+            .store(self.ep.link_count() as u64, Ordering::SeqCst);
+        if self.adopted > 0 {
+            shared
+                .common
+                .handed_over
+                .fetch_sub(std::mem::take(&mut self.adopted), Ordering::SeqCst);
+        }
         set(&s.msgs_in, c.msgs_in);
         set(&s.msgs_out, c.msgs_out);
         set(&s.bytes_in, c.bytes_in);
