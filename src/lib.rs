@@ -1,13 +1,13 @@
 //! xxnet: cluster networking for game-server main loops.
 //!
 //! A host (C++ game server, LuaJIT engine) links `libxxnet.so` and calls the
-//! C ABI in `include/xxnet.h`. A background reactor thread owns every socket;
-//! everything it produces comes back as events the host drains on its own
-//! thread with `xxnet_poll_recv`.
+//! C ABI in `include/xxnet.h`. Background reactor threads (`io_threads`,
+//! default 1) own every socket; everything they produce comes back as events
+//! the host drains on its own thread with `xxnet_poll_recv`.
 //!
 //! Layers (dependencies point one way: ffi → host/bridge → reactor → proto):
 //! - [`proto`]: sans-IO framing, handshake, lanes, reassembly, pool decisions.
-//! - [`reactor`]: the mio thread, the only code that touches sockets.
+//! - [`reactor`]: the mio threads, the only code that touches sockets.
 //! - [`bridge`]: the command queue and waker to the reactor, events back.
 //! - [`host`]: the safe Rust context the C ABI wraps.
 //! - [`ffi`]: the C boundary.
