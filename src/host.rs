@@ -146,7 +146,7 @@ pub struct Context {
 }
 
 impl Context {
-    /// Starts the reactor thread.
+    /// Starts the reactor threads (`io_threads` of them).
     pub fn new(cfg: Config) -> Result<Context, String> {
         cfg.validate()?;
         let mut polls = Vec::new();
