@@ -121,6 +121,11 @@ pub struct Common {
 }
 
 impl Common {
+    /// The route table, locked (plain data: a panic while held leaves nothing half-done).
+    pub fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Most spare batch vectors kept.
     const SPARE_BATCHES: usize = 4;
 
@@ -205,16 +210,6 @@ impl Routes {
         if self.by_instance.get(&instance) == Some(&k) {
             self.by_instance.remove(&instance);
         }
-    }
-
-    /// Bindings held (for tests).
-    pub fn len(&self) -> usize {
-        self.by_addr.len() + self.by_instance.len()
-    }
-
-    /// No bindings.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -327,12 +322,7 @@ impl Router {
         }
         match dest {
             Dest::Conn(c) => (c % n as u64) as usize,
-            Dest::Addr(a) => self
-                .common
-                .routes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .for_addr(a, n),
+            Dest::Addr(a) => self.common.routes().for_addr(a, n),
         }
     }
 

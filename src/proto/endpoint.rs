@@ -269,8 +269,8 @@ pub struct Endpoint {
     conn_step: u64,
     /// Instances of ended sessions of nodes that listen nowhere (`take_gone_instances`).
     gone_instances: Vec<u64>,
-    /// Nodes this endpoint reached as connector: (instance, announced listen address).
-    learned: Vec<(u64, Option<SocketAddr>)>,
+    /// Announced listen addresses of the nodes this endpoint reached as connector.
+    learned: Vec<SocketAddr>,
     listeners: Vec<SocketAddr>,
     links: Slab<Link>,
     peers: Slab<Peer>,
@@ -736,11 +736,11 @@ impl Endpoint {
         self.conn_step = step.max(1);
     }
 
-    /// Moves out the nodes reached as connector since the last call: their
-    /// instance and announced listen address (which may differ from the
-    /// address dialled, behind a proxy). With several reactors they are bound
+    /// Moves out the announced listen addresses of the nodes reached as
+    /// connector since the last call (they may differ from the address
+    /// dialled, behind a proxy). With several reactors they are bound
     /// to this one, so the node's own connections to us are handed here.
-    pub fn take_learned(&mut self, into: &mut Vec<(u64, Option<SocketAddr>)>) {
+    pub fn take_learned(&mut self, into: &mut Vec<SocketAddr>) {
         into.append(&mut self.learned);
     }
 
@@ -1548,9 +1548,9 @@ impl Endpoint {
                 if let Some(listen) = ack.listen {
                     self.add_key(pid, listen);
                     self.peers[pid].shown = listen;
-                }
-                if ack.instance != self.instance {
-                    self.learned.push((ack.instance, ack.listen));
+                    if ack.instance != self.instance {
+                        self.learned.push(listen);
+                    }
                 }
                 let name = ack.name.as_deref();
                 self.establish(link, pid, ack.instance, &ack.sync, 0, true, None, name, now);

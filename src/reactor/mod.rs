@@ -162,7 +162,7 @@ struct Reactor {
     /// Reactor 0 with several reactors: accepted sockets waiting for their HELLO.
     pending: slab::Slab<Pending>,
     gone_instances: Vec<u64>,
-    learned: Vec<(u64, Option<std::net::SocketAddr>)>,
+    learned: Vec<std::net::SocketAddr>,
     /// Connections adopted since the last publish (see `Common::handed_over`).
     adopted: usize,
     /// Emptied link lists kept for reuse (no allocation per turn).
@@ -539,19 +539,10 @@ impl Reactor {
                 self.link
                     .router
                     .common
-                    .routes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .routes()
                     .for_hello(instance, listen, n)
             }
-            _ => self
-                .link
-                .router
-                .common
-                .routes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pick(n),
+            _ => self.link.router.common.routes().pick(n),
         };
         let mut p = self.pending.remove(key);
         let _ = self.poll.registry().deregister(&mut p.stream);
@@ -957,15 +948,9 @@ impl Reactor {
         self.ep.take_gone_instances(&mut self.gone_instances);
         self.ep.take_learned(&mut self.learned);
         if self.reactors > 1 && !(self.gone_instances.is_empty() && self.learned.is_empty()) {
-            let mut routes = shared
-                .common
-                .routes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for (_, listen) in self.learned.drain(..) {
-                if let Some(addr) = listen {
-                    routes.learned(addr, self.link.index);
-                }
+            let mut routes = shared.common.routes();
+            for addr in self.learned.drain(..) {
+                routes.learned(addr, self.link.index);
             }
             for i in self.gone_instances.drain(..) {
                 routes.instance_gone(i, self.link.index);
